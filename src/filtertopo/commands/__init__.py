@@ -1,0 +1,44 @@
+"""CLI verbs, one module each: ``add_parser(subparsers)`` and ``run(args) -> int``."""
+
+
+def add_analysis_options(p, *, k=200, p_default=0.3):
+    """Options shared by every verb that runs the pipeline."""
+    p.add_argument("--k", type=int, default=k, help=f"neighbour for the density estimate (default {k})")
+    p.add_argument("--p", type=float, default=p_default,
+                   help=f"fraction of densest filters kept (default {p_default})")
+    p.add_argument("--seed", type=int, default=0, help="seed for subsampling and landmarks (default 0)")
+    p.add_argument("--maxdim", type=int, default=1, help="highest homology dimension (default 1)")
+    p.add_argument("--coeff", default="2", help="prime field(s), e.g. 2 or 2,3 (default 2)")
+    p.add_argument("--n-landmarks", type=int, default=500, help="landmarks for homology (default 500)")
+    p.add_argument("--max-points", type=int, default=20000,
+                   help="subsample layers with more filters (default 20000)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show progress bars (default: only on a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def check_out(args):
+    """Refuse early (before any work) when --out already holds results."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..result import OUTPUT_FILES
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file, not a folder. Choose a folder path.")
+    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
+    if existing and not args.force:
+        raise InputError(f"--out {str(out)!r} already holds results ({', '.join(existing)}). "
+                         "Choose another folder or pass --force to overwrite them.")
+
+
+def print_table(result):
+    import pandas as pd
+
+    cols = [c for c in ["layer", "shape", "n_filters", "n_core", "k", "p", "h1_1", "h1_2", "h1_gap_ratio",
+                        "verdict"] if c in result.to_frame().columns]
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+        print(result.to_frame()[cols].to_string(index=False))

@@ -1,0 +1,39 @@
+"""``filtertopo analyze PATH... --out DIR``: the per-layer table, diagrams and points."""
+
+from __future__ import annotations
+
+from . import add_analysis_options, check_out, print_table
+
+
+def add_parser(sub):
+    p = sub.add_parser("analyze", help="analyse the conv filters of one or more checkpoints",
+                       description="Analyse every conv layer of the checkpoints; several checkpoints "
+                                   "are pooled by layer name. Writes DIR/layers.csv, DIR/analysis.json "
+                                   "and DIR/points.npz.")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="checkpoint files (.npz, .safetensors, .pt/.pth/.ckpt, .onnx, .h5/.keras)")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layer names, globs (features.*) or 1-based depths (1,2)")
+    add_analysis_options(p)
+    p.add_argument("--clamp-k", action="store_true", help="use k = n-1 for layers with no more than k filters")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow code-running unpickling of trusted PyTorch checkpoints")
+    p.add_argument("--report", action="store_true", help="also write DIR/report.html")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..pipeline import analyze
+
+    check_out(args)
+    result = analyze(args.paths, layers=args.layers, k=args.k, p=args.p, maxdim=args.maxdim, coeff=args.coeff,
+                     seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
+                     allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, progress=args.progress)
+    out = result.save(args.out, force=args.force)
+    if getattr(args, "report", False):
+        from ..report.html import write_report
+
+        write_report(result, out / "report.html")
+    print_table(result)
+    print(f"wrote {out}/layers.csv, analysis.json, points.npz" + (", report.html" if args.report else ""))
+    return 0

@@ -1,0 +1,123 @@
+"""Density filtration: the dense core X(k, p) and greedy landmarks.
+
+For each point, rho_k is the distance to its k-th nearest neighbour (itself not
+counted); X(k, p) keeps the fraction p of points with the smallest rho_k
+(Carlsson et al. 2008; Gabrielsson & Carlsson 2019, §2). Large k gives a global
+density estimate, small k a local one. Landmarks are a greedy max-min
+(farthest-point) permutation; its cover radius bounds the bottleneck distance
+between the persistence diagrams of the landmarks and of the full core by
+twice that radius.
+
+The kNN is an exact brute-force search in chunks of rows through BLAS
+(squared distances ``|x|^2 + |y|^2 - 2 x.y`` in float64 then a partial sort),
+which beats tree searches for the low-dimensional (d = 9), many-neighbour
+(k = 100-300) case here. ``method="tree"`` is scikit-learn's KD-tree, kept as
+the slow, obviously correct twin for the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, check_range
+
+__all__ = ["knn_distance", "dense_core", "maxmin_landmarks"]
+
+_CHUNK_BYTES = 128 * 2**20
+
+
+def knn_distance(X, k: int, *, method: str = "brute") -> np.ndarray:
+    """Distance from every point to its k-th nearest neighbour (itself excluded).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    k : int
+        1 <= k <= n - 1.
+    method : {"brute", "tree"}, default="brute"
+
+    Returns
+    -------
+    rho : ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> knn_distance([[0.], [1.], [3.]], 1).tolist()
+    [1.0, 1.0, 2.0]
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    n = len(X)
+    check_range("k", k, low=1, high=max(n - 1, 1), integer=True,
+                fix=f"k must be smaller than the number of points ({n}).")
+    if n < 2:
+        raise InputError(f"need at least 2 points for a k-th neighbour distance; got {n}.")
+    if method == "tree":
+        from sklearn.neighbors import KDTree
+
+        d, _ = KDTree(X).query(X, k=k + 1)
+        return d[:, k]
+    if method != "brute":
+        raise InputError(f"method must be 'brute' or 'tree'; got {method!r}.")
+    sq = np.einsum("ij,ij->i", X, X)
+    rows = max(1, min(n, _CHUNK_BYTES // (8 * n)))
+    out = np.empty(n)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (X[start:stop] @ X.T)
+        # the point itself is at distance ~0: the (k+1)-th smallest is the k-th neighbour
+        part = np.partition(d2, k, axis=1)[:, k]
+        out[start:stop] = np.sqrt(np.maximum(part, 0.0))
+    return out
+
+
+def dense_core(X, k: int, p: float, *, method: str = "brute"):
+    """Indices of the dense core X(k, p), densest first, and rho_k of every point.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    k : int
+    p : float in (0, 1]
+        Fraction of points kept.
+
+    Returns
+    -------
+    core : ndarray of int, shape (max(1, round(p * n)),)
+    rho : ndarray of shape (n,)
+    """
+    check_range("p", p, low=0, high=1, low_inclusive=False,
+                fix="p is the fraction of densest points kept, e.g. 0.3.")
+    rho = knn_distance(X, k, method=method)
+    n_core = max(1, int(round(p * len(rho))))
+    order = np.argsort(rho, kind="stable")
+    return order[:n_core], rho
+
+
+def maxmin_landmarks(X, n_landmarks: int, *, seed: int = 0):
+    """Greedy max-min (farthest point) landmarks.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    n_landmarks : int
+    seed : int
+        Chooses the first landmark.
+
+    Returns
+    -------
+    idx : ndarray of int, shape (min(n, n_landmarks),)
+    cover_radius : float
+        Largest distance from a point to its nearest landmark.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    m = min(int(n_landmarks), n)
+    check_range("n_landmarks", int(n_landmarks), low=1, integer=True)
+    rng = np.random.default_rng(seed)
+    idx = np.empty(m, dtype=np.int64)
+    idx[0] = rng.integers(n)
+    dist = np.linalg.norm(X - X[idx[0]], axis=1)
+    for j in range(1, m):
+        idx[j] = int(np.argmax(dist))
+        np.minimum(dist, np.linalg.norm(X - X[idx[j]], axis=1), out=dist)
+    return idx, float(dist.max()) if n else 0.0

@@ -1,0 +1,151 @@
+"""Normalisation of spatial filters (Gabrielsson & Carlsson 2019, §2; Carlsson et al. 2008).
+
+Each filter is mean-centred and divided by its Euclidean norm, so that the
+points lie on the unit sphere of zero-mean filters. Filters whose centred norm
+is (near) zero cannot be normalised: they are dropped and counted. For 3x3
+filters the D-norm (graph Laplacian of the 4-neighbour grid) and the DCT basis
+of Lee, Pedersen & Mumford give coordinates on S^7 in R^8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "Normalized",
+    "normalize_filters",
+    "DCT_BASIS",
+    "d_norm",
+    "to_dct",
+    "from_dct",
+]
+
+_E = [
+    np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]]) / np.sqrt(6),
+    np.array([[1, 1, 1], [0, 0, 0], [-1, -1, -1]]) / np.sqrt(6),
+    np.array([[1, -2, 1], [1, -2, 1], [1, -2, 1]]) / np.sqrt(54),
+    np.array([[1, 1, 1], [-2, -2, -2], [1, 1, 1]]) / np.sqrt(54),
+    np.array([[1, 0, -1], [0, 0, 0], [-1, 0, 1]]) / np.sqrt(8),
+    np.array([[1, 0, -1], [-2, 0, 2], [1, 0, -1]]) / np.sqrt(48),
+    np.array([[1, -2, 1], [0, 0, 0], [-1, 2, -1]]) / np.sqrt(48),
+    np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]]) / np.sqrt(216),
+]
+#: DCT basis of 3x3 patches, shape (8, 9), rows e1..e8 flattened row-major.
+#: Orthonormal for the D-norm: ``DCT_BASIS @ D_MATRIX @ DCT_BASIS.T`` is the identity.
+DCT_BASIS = np.stack([e.ravel() for e in _E])
+
+
+def _grid_laplacian(h: int, w: int) -> np.ndarray:
+    n = h * w
+    D = np.zeros((n, n))
+    for i in range(h):
+        for j in range(w):
+            a = i * w + j
+            for di, dj in ((0, 1), (1, 0)):
+                ii, jj = i + di, j + dj
+                if ii < h and jj < w:
+                    b = ii * w + jj
+                    D[a, a] += 1
+                    D[b, b] += 1
+                    D[a, b] -= 1
+                    D[b, a] -= 1
+    return D
+
+
+#: Graph Laplacian of the 4-neighbour 3x3 grid: ``x @ D_MATRIX @ x`` is the squared D-norm.
+D_MATRIX = _grid_laplacian(3, 3)
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Normalised filters and what was dropped.
+
+    Attributes
+    ----------
+    points : ndarray of shape (n_kept, d)
+        Mean-centred filters of unit Euclidean norm.
+    kept : ndarray of shape (n_kept,)
+        Indices of the kept filters in the input.
+    n_dropped : int
+        Filters whose centred norm was below ``eps`` times the layer's median norm.
+    """
+
+    points: np.ndarray
+    kept: np.ndarray
+    n_dropped: int
+
+
+def normalize_filters(X, *, eps: float = 1e-6) -> Normalized:
+    """Mean-centre each row of ``X`` and scale it to unit Euclidean norm.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_filters, d)
+        Flattened spatial filters.
+    eps : float, default=1e-6
+        A filter is dropped when its centred norm is below ``eps`` times the
+        median centred norm of the layer (or below 1e-12 absolutely).
+
+    Returns
+    -------
+    Normalized
+
+    Examples
+    --------
+    >>> out = normalize_filters([[1., 2., 3., 4.], [5., 5., 5., 5.]])
+    >>> out.points.round(3).tolist(), out.n_dropped
+    ([[-0.671, -0.224, 0.224, 0.671]], 1)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] < 2:
+        raise InputError(
+            f"filters must be a 2-D array (n_filters, d) with d >= 2; got shape {X.shape}. "
+            "Flatten each k x k filter to one row."
+        )
+    if not np.all(np.isfinite(X)):
+        bad = int((~np.isfinite(X)).any(axis=1).sum())
+        raise InputError(
+            f"filters contain NaN or Inf in {bad} of {len(X)} rows. "
+            "Check the checkpoint (a diverged run?) or drop those layers with --layers."
+        )
+    C = X - X.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(C, axis=1)
+    scale = float(np.median(norms)) if len(norms) else 0.0
+    keep = norms > max(eps * scale, 1e-12)
+    kept = np.flatnonzero(keep)
+    pts = C[keep] / norms[keep, None]
+    return Normalized(points=pts, kept=kept, n_dropped=int(len(X) - len(kept)))
+
+
+def d_norm(X) -> np.ndarray:
+    """D-norm of 3x3 patches: sqrt(x^T D x) with D the 4-neighbour grid Laplacian.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, 9)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[-1] != 9:
+        raise InputError(f"the D-norm is defined for 3x3 filters (9 values); got {X.shape[-1]} values per filter.")
+    return np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", X, D_MATRIX, X), 0.0))
+
+
+def to_dct(X) -> np.ndarray:
+    """Coordinates of mean-centred 3x3 patches in the DCT basis e1..e8, shape (n, 8).
+
+    The basis is D-orthonormal, so ``v = x D E^T`` and ``x = v E`` for zero-mean
+    ``x``; a patch of unit D-norm has coordinates on S^7 (Carlsson et al. 2008).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[-1] != 9:
+        raise InputError(f"DCT coordinates are defined for 3x3 filters (9 values); got {X.shape[-1]}.")
+    return X @ D_MATRIX @ DCT_BASIS.T
+
+
+def from_dct(V) -> np.ndarray:
+    """Inverse of :func:`to_dct` for zero-mean patches: (n, 8) -> (n, 9)."""
+    return np.asarray(V, dtype=np.float64) @ DCT_BASIS
