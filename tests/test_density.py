@@ -30,6 +30,12 @@ def test_knn_chunked_matches(monkeypatch, rng):
     np.testing.assert_allclose(knn_distance(X, 7), full)
 
 
+def test_knn_float32_path_matches_tree(rng):
+    X = rng.normal(size=(5000, 9))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(knn_distance(X, 30), knn_distance(X, 30, method="tree"), atol=2e-4)
+
+
 def test_dense_core_keeps_densest(rng):
     dense = rng.normal(0, 0.01, size=(100, 3))
     sparse = rng.normal(0, 10, size=(100, 3))

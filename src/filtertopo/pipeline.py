@@ -7,6 +7,7 @@ weights -> filters -> normalise -> (subsample) -> dense core X(k, p)
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 import warnings
 
@@ -23,7 +24,7 @@ from .weights import as_bundle
 __all__ = ["analyze", "analyze_points", "select_layers", "DEFAULTS"]
 
 #: Defaults of the paper (PAPER.md §2) and of this implementation.
-DEFAULTS = dict(k=200, p=0.3, maxdim=1, coeff=2, seed=0, n_landmarks=500, max_points=20000)
+DEFAULTS = dict(k=200, p=0.3, maxdim=1, coeff=2, seed=0, n_landmarks=500, max_points=10000)
 
 
 def _coeffs(coeff) -> tuple:
@@ -41,6 +42,23 @@ def _coeffs(coeff) -> tuple:
     return coeff
 
 
+def _validate(k, p, maxdim, coeff, n_landmarks, max_points) -> tuple:
+    """Check the pipeline parameters; return the coefficient fields."""
+    from .homology import _is_prime
+
+    check_range("k", k, low=1, integer=True, fix="k is the neighbour for the density estimate, e.g. 200.")
+    check_range("p", p, low=0, high=1, low_inclusive=False, fix="p is the fraction kept, e.g. 0.3.")
+    check_range("maxdim", maxdim, low=0, high=3, integer=True, fix="use 1 (H0, H1) or 2 (adds H2).")
+    check_range("n_landmarks", n_landmarks, low=2, integer=True, fix="e.g. 500.")
+    if max_points is not None:
+        check_range("max_points", max_points, low=2, integer=True, fix="e.g. 10000.")
+    coeffs = _coeffs(coeff)
+    bad = [q for q in coeffs if not _is_prime(q)]
+    if bad:
+        raise InputError(f"coeff must be primes (fields Z/p); got {bad}. Use 2, 3 or '2,3'.")
+    return coeffs
+
+
 def _progress(progress):
     if progress is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -53,7 +71,7 @@ def _verdict(summary: dict) -> str:
 
 
 def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3, maxdim: int = 1,
-                   coeff=2, seed: int = 0, n_landmarks: int = 500, max_points: int | None = 20000,
+                   coeff=2, seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
                    normalize: bool = True, kernel_shape=None, provenance=None, shape=None,
                    clamp_k: bool = False) -> LayerResult:
     """Analyse one point cloud of filters: normalise, dense core, persistent homology.
@@ -74,7 +92,7 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
         Seeds the subsample and the first landmark.
     n_landmarks : int, default=500
         Persistent homology runs on this many greedy landmarks of the core.
-    max_points : int or None, default=20000
+    max_points : int or None, default=10000
         Clouds larger than this are subsampled uniformly at random first; k then
         refers to the subsample.
     normalize : bool, default=True
@@ -93,12 +111,7 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
     -------
     LayerResult
     """
-    coeffs = _coeffs(coeff)
-    check_range("k", k, low=1, integer=True, fix="k is the neighbour for the density estimate, e.g. 200.")
-    check_range("p", p, low=0, high=1, low_inclusive=False, fix="p is the fraction kept, e.g. 0.3.")
-    check_range("n_landmarks", n_landmarks, low=2, integer=True)
-    if max_points is not None:
-        check_range("max_points", max_points, low=2, integer=True)
+    coeffs = _validate(k, p, maxdim, coeff, n_landmarks, max_points)
     X = np.asarray(points, dtype=np.float64)
     if X.ndim != 2:
         raise InputError(f"layer {name!r}: points must be 2-D (n, d); got shape {X.shape}.")
@@ -180,9 +193,58 @@ def select_layers(names, selector):
     return out
 
 
+def _layer_job(name, fs: FilterSet, kw: dict, blas_threads):
+    """Analyse one layer; returns (LayerResult, warning messages) so workers' warnings reach the caller."""
+    import contextlib
+
+    limit = contextlib.nullcontext()
+    if blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(blas_threads)
+    try:
+        with limit, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            res = analyze_points(fs.points, name=name, kernel_shape=fs.kernel_shape,
+                                 provenance=fs.provenance, shape=fs.shapes[0], **kw)
+    except InputError as e:
+        msg = str(e)
+        raise InputError(msg if repr(name) in msg else f"layer {name!r}: {msg}") from None
+    return res, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _map_layers(jobs, n_jobs, progress):
+    """Run ``_layer_job`` over ``jobs`` (name, FilterSet, kw), in order, on ``n_jobs`` processes."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="layers", unit="layer", disable=not _progress(progress), file=sys.stderr)
+    try:
+        if n_jobs <= 1 or len(jobs) <= 1:
+            out = []
+            for name, fs, kw in jobs:
+                bar.set_postfix_str(name)
+                out.append(_layer_job(name, fs, kw, None))
+                bar.update()
+            return out
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+            # largest layers first balances the workers; results come back in depth order
+            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+            futs = {i: ex.submit(_layer_job, *jobs[i], 1) for i in order}
+            for i in order:
+                futs[i].add_done_callback(lambda f: bar.update())
+            return [futs[i].result() for i in range(len(jobs))]
+    finally:
+        bar.close()
+
+
 def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 1, coeff=2,
-            seed: int = 0, n_landmarks: int = 500, max_points: int | None = 20000,
-            allow_pickle: bool = False, clamp_k: bool = False, progress=None) -> AnalysisResult:
+            seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
+            allow_pickle: bool = False, clamp_k: bool = False, n_jobs: int | None = None,
+            progress=None) -> AnalysisResult:
     """Analyse the spatial filters of every conv layer of one or more checkpoints.
 
     Parameters
@@ -195,6 +257,9 @@ def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int =
         See :func:`analyze_points`.
     allow_pickle : bool, default=False
         Allow code-running unpickling of PyTorch checkpoints (trusted files only).
+    n_jobs : int or None, default=None
+        Layers analysed in parallel worker processes (each with one BLAS thread);
+        None or 1 runs in this process, -1 uses every core. Results do not depend on it.
     progress : bool or None
         Progress bar on stderr; None shows it only on a terminal.
 
@@ -231,22 +296,20 @@ def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int =
                              "names. Select common layers with --layers.")
     config = dict(sources=[b.source for b in bundles], layers=chosen, k=k, p=p, maxdim=maxdim,
                   coeff=list(_coeffs(coeff)), seed=seed, n_landmarks=n_landmarks, max_points=max_points,
-                  clamp_k=clamp_k)
-    from tqdm.auto import tqdm
-
+                  clamp_k=clamp_k, n_jobs=n_jobs)
+    if n_jobs is None:
+        n_jobs = 1
+    check_range("n_jobs", n_jobs, low=-1, integer=True, fix="use 1, a number of processes, or -1 for all cores.")
+    if n_jobs in (0, -1):
+        n_jobs = os.cpu_count() or 1
+    kw = dict(k=k, p=p, maxdim=maxdim, coeff=coeff, seed=seed, n_landmarks=n_landmarks,
+              max_points=max_points, normalize=True, clamp_k=clamp_k)
+    _validate(k, p, maxdim, coeff, n_landmarks, max_points)  # fail before any layer is computed
+    jobs = [(name, filters_from_kernels(name, [b.kernels[name] for b in bundles]), kw) for name in chosen]
     results = []
-    bar = tqdm(chosen, desc="layers", unit="layer", disable=not _progress(progress), file=sys.stderr)
-    for name in bar:
-        bar.set_postfix_str(name)
-        fs: FilterSet = filters_from_kernels(name, [b.kernels[name] for b in bundles])
-        try:
-            res = analyze_points(fs.points, name=name, k=k, p=p, maxdim=maxdim, coeff=coeff, seed=seed,
-                                 n_landmarks=n_landmarks, max_points=max_points, normalize=True,
-                                 kernel_shape=fs.kernel_shape, provenance=fs.provenance,
-                                 shape=fs.shapes[0], clamp_k=clamp_k)
-        except InputError as e:
-            msg = str(e)
-            raise InputError(msg if name in msg else f"layer {name!r}: {msg}") from None
+    for res, messages in _map_layers(jobs, min(n_jobs, len(jobs)), progress):
+        for m in messages:
+            warnings.warn(m, UserWarning, stacklevel=2)
         results.append(res)
     skipped = [dict(source=b.source, name=s.name, shape=list(s.shape), reason=s.reason)
                for b in bundles for s in b.skipped]

@@ -10,8 +10,8 @@ def add_analysis_options(p, *, k=200, p_default=0.3):
     p.add_argument("--maxdim", type=int, default=1, help="highest homology dimension (default 1)")
     p.add_argument("--coeff", default="2", help="prime field(s), e.g. 2 or 2,3 (default 2)")
     p.add_argument("--n-landmarks", type=int, default=500, help="landmarks for homology (default 500)")
-    p.add_argument("--max-points", type=int, default=20000,
-                   help="subsample layers with more filters (default 20000)")
+    p.add_argument("--max-points", type=int, default=10000,
+                   help="subsample layers with more filters (default 10000)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,

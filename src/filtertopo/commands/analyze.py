@@ -18,6 +18,8 @@ def add_parser(sub):
     p.add_argument("--clamp-k", action="store_true", help="use k = n-1 for layers with no more than k filters")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow code-running unpickling of trusted PyTorch checkpoints")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="layers analysed in parallel processes (default -1: every core)")
     p.add_argument("--report", action="store_true", help="also write DIR/report.html")
     p.set_defaults(func=run)
 
@@ -28,7 +30,8 @@ def run(args) -> int:
     check_out(args)
     result = analyze(args.paths, layers=args.layers, k=args.k, p=args.p, maxdim=args.maxdim, coeff=args.coeff,
                      seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
-                     allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, progress=args.progress)
+                     allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, n_jobs=args.jobs,
+                     progress=args.progress)
     out = result.save(args.out, force=args.force)
     if getattr(args, "report", False):
         from ..report.html import write_report
