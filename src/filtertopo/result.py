@@ -227,7 +227,8 @@ class AnalysisResult:
             arrays[f"{layer.name}{_SEP}provenance"] = np.asarray(layer.provenance, dtype=np.int64)
         _atomic(out / "points.npz", lambda p: np.savez_compressed(p, **arrays), suffix=".npz")
         _atomic(out / "analysis.json",
-                lambda p: p.write_text(json.dumps(self.to_json(), indent=1, default=_json_default)))
+                lambda p: p.write_text(json.dumps(_finite(self.to_json()), indent=1, default=_json_default,
+                                                  allow_nan=False)))
         _atomic(out / "layers.csv", lambda p: self.to_frame().to_csv(p, index=False))
         return out
 
@@ -252,6 +253,17 @@ class AnalysisResult:
             for d in data["layers"]
         )
         return cls(layers, data.get("config", {}), tuple(data.get("skipped", [])))
+
+
+def _finite(o):
+    """Replace non-finite floats by None (JSON has no NaN or Infinity)."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, (float, np.floating)) and not math.isfinite(float(o)):
+        return None
+    return o
 
 
 def _json_default(o):
