@@ -86,3 +86,16 @@ def test_coeff_two_fields_and_h2():
     assert set(res.diagrams_by_coeff) == {2, 3}
     assert set(res.diagrams) == {0, 1, 2}
     assert "h1_1_z3" in res.to_row()
+
+
+def test_three_circle_model_five_bars_locally_one_globally():
+    from filtertopo.shapes import sample_shape
+
+    X = sample_shape("three_circle", 2000, noise=0.05, seed=0).points
+    local = analyze_points(X, k=15, p=0.3, normalize=False)
+    top = local.summary["h1_top"]
+    assert local.summary["n_significant"] == 5 and local.verdict == "three-circle"
+    assert min(top[:5]) > 0.5 and top[5] < 0.2 * top[4]
+    glob = analyze_points(X, k=100, p=0.3, normalize=False)
+    top = glob.summary["h1_top"]
+    assert glob.summary["n_significant"] == 1 and top[0] > 0.5 and top[1] < 0.2 * top[0]

@@ -126,7 +126,7 @@ def count_significant(lengths, *, min_persistence: float = 0.15, min_ratio: floa
     return i + 1 if ratio[i] >= min_ratio else 0
 
 
-def bar_summary(diagrams: dict, *, n_top: int = 5, **rule) -> dict:
+def bar_summary(diagrams: dict, *, n_top: int = 10, **rule) -> dict:
     """Summary statistics of the H0/H1 (and H2) diagrams.
 
     Returns a dict with ``h1_top`` (the ``n_top`` longest finite H1 persistences,
