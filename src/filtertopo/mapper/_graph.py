@@ -1,0 +1,444 @@
+"""Mapper graph of a point cloud (Singh, Mémoli & Carlsson 2007), with the settings of
+Gabrielsson & Carlsson 2019 (§3 of PAPER.md) as defaults.
+
+Algorithm
+---------
+1. **Lens**: the first two principal components of the points in the clustering metric
+   (``lens="pca"``), or any array of per-point values the caller supplies (e.g. a
+   circular coordinate). Taking the PCA after variance normalisation keeps the lens
+   1-Lipschitz for the metric, so near neighbours always share a cover element; a lens
+   from raw coordinates leaves noisy points isolated as one-point components.
+2. **Cover**: per lens dimension ``n_intervals`` equal intervals with fractional
+   ``overlap`` between neighbours; the cover of the lens space is their product.
+   The construction is KeplerMapper's ``Cover`` (``kmapper.cover.Cover``, MIT; formula of
+   arXiv 1706.00204) re-implemented in a few vectorised lines so that the core needs no
+   kmapper import; ``tests/test_mapper.py`` checks it against ``kmapper.Cover``.
+   ``n_intervals=30, overlap=2/3`` is Ayasdi's "resolution 30, gain 3" used in the paper.
+3. **Metric**: ``"variance-normalized"`` Euclidean: every coordinate divided by its
+   standard deviation over the whole cloud (the paper's choice), or plain ``"euclidean"``.
+4. **Clustering** in each cover element: single linkage, cut by the *first histogram gap*
+   rule of Singh et al. 2007: the dendrogram's merge heights are binned into ``n_bins``
+   equal bins on ``[0, max height]`` and the cut is at the left edge of the first empty bin
+   (one cluster when no bin is empty). On the few points of one element of a 30 x 30 cover
+   this alone splits arcs spuriously, so the default ``cut="auto"`` only accepts a gap that
+   lies above the whole cloud's single-linkage scale ``eps`` (:func:`global_scale`: the
+   first histogram gap of the edge lengths of the cloud's minimum spanning tree): two
+   pieces of a cover element stay apart only if they are further apart than the steps that
+   connect the cloud *and* a gap separates them. ``cut="gap"`` is the plain per-element
+   rule (giotto-tda's ``FirstHistogramGap``), ``cut=<float>`` a fixed distance. On a
+   sampled primary circle ``"auto"`` gives one loop where ``"gap"`` gives dozens of
+   spurious components (see ``tests/test_mapper.py``).
+5. **Nerve**: one node per cluster; an edge between two nodes sharing a point. The
+   triangles of the nerve (three nodes sharing a point) are kept too, so that
+   :meth:`MapperGraph.betti` counts the loops of the nerve rather than the many small
+   cycles of its 1-skeleton that a two-dimensional cover always creates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError, check_range
+
+__all__ = ["MapperGraph", "mapper_graph", "cover_intervals", "pca_lens", "global_scale"]
+
+_METRICS = ("variance-normalized", "euclidean")
+
+
+@dataclass(frozen=True, eq=False)
+class MapperGraph:
+    """A Mapper graph: nodes are clusters of points, edges join clusters that share points.
+
+    Attributes
+    ----------
+    nodes : tuple of ndarray of int64
+        ``nodes[v]`` holds the (sorted) indices of the points in node ``v``.
+    edges : ndarray of shape (n_edges, 2), int64
+        Pairs ``(u, v)`` with ``u < v`` of nodes sharing at least one point.
+    edge_weights : ndarray of shape (n_edges,), int64
+        Number of shared points of each edge.
+    cover_index : ndarray of shape (n_nodes,), int64
+        Index of the cover element (row-major over the lens grid) a node comes from.
+    lens : ndarray of shape (n_points, n_lens)
+        Lens value of every input point.
+    params : dict
+        Resolved parameters (JSON-able).
+    """
+
+    nodes: tuple
+    edges: np.ndarray
+    edge_weights: np.ndarray
+    cover_index: np.ndarray
+    lens: np.ndarray
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def n_points(self) -> int:
+        return int(self.lens.shape[0])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Number of points of each node, shape (n_nodes,)."""
+        return np.array([len(m) for m in self.nodes], dtype=np.int64)
+
+    def node_mean(self, values) -> np.ndarray:
+        """Mean of per-point ``values`` over each node's members.
+
+        Parameters
+        ----------
+        values : array-like of shape (n_points,) or (n_points, d)
+            E.g. the points themselves (gives each node's mean filter) or the lens.
+
+        Returns
+        -------
+        ndarray of shape (n_nodes,) or (n_nodes, d)
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape[0] != self.n_points:
+            raise InputError(
+                f"values must have one row per point ({self.n_points}); got shape {values.shape}."
+                " Pass the same points the graph was built from."
+            )
+        if self.n_nodes == 0:
+            return np.zeros((0,) + values.shape[1:])
+        return np.stack([values[m].mean(axis=0) for m in self.nodes])
+
+    def point_nodes(self) -> list:
+        """For each point, the list of nodes that contain it."""
+        out = [[] for _ in range(self.n_points)]
+        for v, members in enumerate(self.nodes):
+            for i in members:
+                out[i].append(v)
+        return out
+
+    def triangles(self) -> np.ndarray:
+        """2-simplices of the nerve: triples of nodes sharing a point, shape (n, 3)."""
+        tri = set()
+        for vs in {tuple(v) for v in self.point_nodes() if len(v) >= 3}:
+            tri.update(itertools.combinations(vs, 3))
+        if not tri:
+            return np.zeros((0, 3), dtype=np.int64)
+        return np.array(sorted(tri), dtype=np.int64)
+
+    def betti(self) -> tuple:
+        """Betti numbers (b0, b1) over Z/2 of the nerve's 2-skeleton.
+
+        ``b1`` counts loops that no triangle of the nerve fills: a sampled circle gives
+        ``(1, 1)`` whatever the overlap, while its 1-skeleton alone may have many cycles.
+        """
+        n, E = self.n_nodes, self.edges
+        b0 = self.n_components()
+        edge_id = {(int(u), int(v)): k for k, (u, v) in enumerate(E)}
+        # rank of the boundary of triangles over Z/2: columns as Python-int bitsets
+        pivots = {}
+        rank = 0
+        for a, b, c in self.triangles():
+            col = (1 << edge_id[(a, b)]) | (1 << edge_id[(a, c)]) | (1 << edge_id[(b, c)])
+            while col:
+                low = col.bit_length() - 1
+                if low in pivots:
+                    col ^= pivots[low]
+                else:
+                    pivots[low] = col
+                    rank += 1
+                    break
+        b1 = len(E) - (n - b0) - rank
+        return int(b0), int(b1)
+
+    def n_components(self) -> int:
+        """Number of connected components of the graph."""
+        parent = list(range(self.n_nodes))
+
+        def find(x):
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for u, v in self.edges:
+            parent[find(int(u))] = find(int(v))
+        return len({find(x) for x in range(self.n_nodes)})
+
+    def to_networkx(self):
+        """The graph as a ``networkx.Graph``; node attributes ``size``, ``members``,
+        ``cover_index``; edge attribute ``weight`` (shared points)."""
+        import networkx as nx
+
+        g = nx.Graph(**{k: v for k, v in self.params.items() if k != "lens"})
+        for v, members in enumerate(self.nodes):
+            g.add_node(v, size=int(len(members)), members=members.tolist(),
+                       cover_index=int(self.cover_index[v]))
+        for (u, v), w in zip(self.edges.tolist(), self.edge_weights.tolist()):
+            g.add_edge(u, v, weight=int(w))
+        return g
+
+    def to_json(self) -> dict:
+        """A JSON-able dict: ``{"nodes": [{"id", "members", "size"}], "edges": [[u, v, w]],
+        "params": {...}}``."""
+        return {
+            "nodes": [{"id": v, "size": int(len(m)), "cover_index": int(c), "members": m.tolist()}
+                      for v, (m, c) in enumerate(zip(self.nodes, self.cover_index.tolist()))],
+            "edges": [[int(u), int(v), int(w)] for (u, v), w in
+                      zip(self.edges.tolist(), self.edge_weights.tolist())],
+            "params": dict(self.params),
+        }
+
+
+def pca_lens(points, n_components: int = 2) -> np.ndarray:
+    """First principal components of ``points``, with a deterministic sign.
+
+    Each component's sign makes its largest-magnitude loading positive, so the lens
+    does not flip between runs or platforms.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d)
+    n_components : int, default=2
+
+    Returns
+    -------
+    ndarray of shape (n, n_components)
+    """
+    X = np.asarray(points, dtype=np.float64)
+    Xc = X - X.mean(axis=0)
+    _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
+    V = Vt[:n_components]
+    sign = np.sign(V[np.arange(len(V)), np.abs(V).argmax(axis=1)])
+    sign[sign == 0] = 1
+    return Xc @ (V * sign[:, None]).T
+
+
+def cover_intervals(lens, n_intervals, overlap):
+    """Membership of each point in each cover element (KeplerMapper's ``Cover``).
+
+    Per lens dimension with range ``r``: ``n_intervals`` centres evenly spaced from
+    ``min + r/(2n)`` to ``max - r/(2n)``, half-width ``r / (2 n (1 - overlap))``
+    (closed intervals). Cover elements are the products, row-major over dimensions.
+
+    Returns
+    -------
+    members : list of ndarray
+        For every cover element (empty ones included) the indices of its points.
+    """
+    lens = np.asarray(lens, dtype=np.float64)
+    m = lens.shape[1]
+    n = np.broadcast_to(np.asarray(n_intervals), (m,)).astype(int)
+    lo, hi = lens.min(axis=0), lens.max(axis=0)
+    rng = hi - lo
+    with np.errstate(divide="ignore"):
+        radius = rng / (2 * n * (1 - overlap))
+    inset = (rng - (n - 1) / n * rng) / 2
+    per_dim = []
+    for j in range(m):
+        centres = np.linspace(lo[j] + inset[j], hi[j] - inset[j], num=n[j])
+        x = lens[:, j][:, None]
+        per_dim.append((x >= centres - radius[j]) & (x <= centres + radius[j]))  # (n_pts, n_j)
+    members = []
+    for combo in itertools.product(*[range(k) for k in n]):
+        mask = np.ones(lens.shape[0], dtype=bool)
+        for j, c in enumerate(combo):
+            mask &= per_dim[j][:, c]
+        members.append(np.flatnonzero(mask))
+    return members
+
+
+def _first_gap(heights, n_bins):
+    """Left edge of the first empty bin of the histogram of ``heights``; None if no gap."""
+    hist, edges = np.histogram(heights, bins=n_bins)
+    gaps = np.flatnonzero(hist == 0)
+    return float(edges[gaps[0]]) if len(gaps) else None
+
+
+def global_scale(Y, n_bins=10, n_neighbors=10) -> float:
+    """Single-linkage scale of a whole cloud: the first histogram gap of its MST edges.
+
+    The minimum spanning tree is taken on the ``n_neighbors``-nearest-neighbour graph
+    (exact for the MST whenever that graph is connected, and cheap).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n, d)
+        Points in the clustering metric.
+
+    Returns
+    -------
+    float
+        Left edge of the first empty bin of the MST edge-length histogram, or the
+        longest MST edge when there is no empty bin.
+    """
+    from scipy.sparse.csgraph import minimum_spanning_tree
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(n_neighbors, len(Y) - 1))
+    G = NearestNeighbors(n_neighbors=k).fit(Y).kneighbors_graph(mode="distance")
+    T = minimum_spanning_tree(G).data
+    T = T[T > 0]
+    if len(T) == 0:
+        return 1e-12
+    gap = _first_gap(T, n_bins)
+    return float(T.max()) if gap is None else gap
+
+
+def _single_linkage_labels(Y, cut, n_bins):
+    """Labels of the points ``Y`` (already in the clustering metric) by single linkage."""
+    n = len(Y)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    Z = linkage(Y, method="single", metric="euclidean")
+    heights = Z[:, 2]
+    if cut == "gap" or isinstance(cut, tuple):
+        floor = cut[1] if isinstance(cut, tuple) else 0.0
+        hist, edges = np.histogram(heights, bins=n_bins, range=(0.0, float(heights.max())))
+        gaps = [k for k in np.flatnonzero(hist == 0) if edges[k] >= floor
+                and hist[:k].sum() > 0]
+        if not gaps:
+            return np.zeros(n, dtype=np.int64)
+        threshold = float(edges[gaps[0]])
+    else:
+        threshold = float(cut)
+    return fcluster(Z, t=threshold, criterion="distance").astype(np.int64) - 1
+
+
+def mapper_graph(points, *, lens="pca", n_intervals=30, overlap=2 / 3,
+                 metric="variance-normalized", clusterer="single-linkage", cut="auto",
+                 n_bins=10, min_cover_size=1) -> MapperGraph:
+    """Mapper graph of a point cloud with the paper's defaults.
+
+    Parameters
+    ----------
+    points : array-like of shape (n, d)
+        E.g. a layer's dense core of normalised filters.
+    lens : "pca", "pca1" or array-like of shape (n,) or (n, m), default="pca"
+        ``"pca"``: first two principal components (the paper), computed in the
+        clustering metric; ``"pca1"``: the first only;
+        an array: given lens values (e.g. a circular coordinate).
+    n_intervals : int or sequence of int, default=30
+        Intervals per lens dimension ("resolution").
+    overlap : float in [0, 1), default=2/3
+        Fraction of an interval shared with its neighbour (2/3 is "gain 3").
+    metric : {"variance-normalized", "euclidean"}, default="variance-normalized"
+        Metric for clustering; variance-normalised divides each coordinate by its
+        standard deviation over all points.
+    clusterer : "single-linkage" or object with ``fit_predict``, default="single-linkage"
+        A scikit-learn style clusterer is called on each cover element's points (in the
+        chosen metric); label -1 marks noise.
+    cut : "auto", "gap" or float, default="auto"
+        Where single linkage cuts its dendrogram: ``"gap"`` at the first empty bin of each
+        cover element's histogram of merge heights; ``"auto"`` the same, but only at a gap
+        above the whole cloud's single-linkage scale (:func:`global_scale`); a float: at
+        that distance (in the clustering metric).
+    n_bins : int, default=10
+        Bins of the merge-height histograms of ``cut="auto"`` and ``cut="gap"``.
+    min_cover_size : int, default=1
+        Cover elements with fewer points make no node (KeplerMapper uses 2).
+
+    Returns
+    -------
+    MapperGraph
+
+    Examples
+    --------
+    >>> t = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    >>> g = mapper_graph(np.c_[np.cos(t), np.sin(t)], n_intervals=10, overlap=0.5)
+    >>> g.betti()
+    (1, 1)
+    """
+    X = np.asarray(points, dtype=np.float64)
+    if X.ndim != 2 or len(X) < 2:
+        raise InputError(
+            f"points must be a 2-D array (n, d) with n >= 2; got shape {X.shape}. "
+            "Pass a layer's core, one flattened filter per row."
+        )
+    if not np.all(np.isfinite(X)):
+        raise InputError("points contain NaN or Inf; Mapper needs finite points. Drop those rows.")
+    check_range("overlap", overlap, low=0, high=1, high_inclusive=False,
+                fix="Use a fraction such as 2/3 (the paper's gain 3).")
+    check_range("n_bins", n_bins, low=2, integer=True, fix="Use e.g. 10.")
+    check_range("min_cover_size", min_cover_size, low=1, integer=True, fix="Use 1 or 2.")
+    if metric not in _METRICS:
+        raise InputError(f"metric must be one of {_METRICS}; got {metric!r}.")
+    if not (cut in ("auto", "gap")
+            or (isinstance(cut, numbers.Real) and not isinstance(cut, bool) and cut > 0)):
+        raise InputError(f"cut must be 'auto', 'gap' or a positive distance; got {cut!r}. "
+                         "Use 'auto' (the default) unless you know the cluster scale.")
+
+    if metric == "variance-normalized":
+        sd = X.std(axis=0)
+        sd[sd <= 1e-12 * max(float(sd.max()), 1e-300)] = 1.0  # constant coordinates: leave
+        Y = (X - X.mean(axis=0)) / sd
+    else:
+        Y = X
+
+    if isinstance(lens, str):
+        if lens not in ("pca", "pca1"):
+            raise InputError(f"lens must be 'pca', 'pca1' or an array of per-point values; got {lens!r}.")
+        lens_name = lens
+        L = pca_lens(Y, 2 if lens == "pca" else 1)
+    else:
+        lens_name = "custom"
+        L = np.asarray(lens, dtype=np.float64)
+        if L.ndim == 1:
+            L = L[:, None]
+        if L.ndim != 2 or L.shape[0] != len(X) or not np.all(np.isfinite(L)):
+            raise InputError(
+                f"lens must have one finite value (or row) per point, shape ({len(X)},) or "
+                f"({len(X)}, m); got shape {np.shape(lens)}."
+            )
+    n_int = np.broadcast_to(np.asarray(n_intervals), (L.shape[1],))
+    for k in n_int.tolist():
+        check_range("n_intervals", k, low=1, integer=True, fix="Use e.g. 30 (the paper).")
+    eps = ("auto", global_scale(Y, n_bins)) if cut == "auto" else cut
+
+    nodes, cover_index = [], []
+    for c, idx in enumerate(cover_intervals(L, n_int, overlap)):
+        if len(idx) < min_cover_size or len(idx) == 0:
+            continue
+        if isinstance(clusterer, str):
+            if clusterer != "single-linkage":
+                raise InputError(f"clusterer must be 'single-linkage' or an object with fit_predict; got {clusterer!r}.")
+            labels = _single_linkage_labels(Y[idx], eps, n_bins)
+        else:
+            labels = np.asarray(clusterer.fit_predict(Y[idx]))
+        for lab in np.unique(labels):
+            if lab < 0:
+                continue
+            nodes.append(np.sort(idx[labels == lab]).astype(np.int64))
+            cover_index.append(c)
+
+    edges, weights = _nerve_edges(nodes, len(X))
+    params = {
+        "lens": lens_name, "n_lens": int(L.shape[1]),
+        "n_intervals": [int(k) for k in n_int], "overlap": float(overlap), "metric": metric,
+        "clusterer": clusterer if isinstance(clusterer, str) else repr(clusterer),
+        "cut": cut if isinstance(cut, str) else float(cut),
+        "eps": eps[1] if isinstance(eps, tuple) else (None if eps == "gap" else float(eps)), "n_bins": int(n_bins),
+        "min_cover_size": int(min_cover_size), "n_points": int(len(X)),
+    }
+    return MapperGraph(nodes=tuple(nodes), edges=edges, edge_weights=weights,
+                       cover_index=np.asarray(cover_index, dtype=np.int64), lens=L, params=params)
+
+
+def _nerve_edges(nodes, n_points):
+    """Edges between nodes sharing points, via the sparse point-node incidence matrix."""
+    if len(nodes) < 2:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    from scipy import sparse
+
+    rows = np.concatenate(nodes)
+    cols = np.repeat(np.arange(len(nodes)), [len(m) for m in nodes])
+    M = sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
+                          shape=(n_points, len(nodes)))
+    C = sparse.triu(M.T @ M, k=1).tocoo()
+    order = np.lexsort((C.col, C.row))
+    edges = np.c_[C.row[order], C.col[order]].astype(np.int64)
+    return edges, C.data[order].astype(np.int64)

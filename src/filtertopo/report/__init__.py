@@ -1,0 +1,22 @@
+"""Reports of analysis results: matplotlib figures and one self-contained HTML file.
+
+Pure functions of results (STYLE.md habit 14): nothing here shows, saves or restyles
+behind the caller's back, and the HTML makes no network request.
+"""
+
+from .figures import (
+    FILTER_CMAP,
+    plot_barcode,
+    plot_core_projection,
+    plot_diagram,
+    plot_filter,
+    plot_gallery,
+    plot_mapper,
+    plot_overview,
+)
+from .html import result_table_html, write_report
+
+__all__ = [
+    "FILTER_CMAP", "plot_barcode", "plot_diagram", "plot_filter", "plot_core_projection",
+    "plot_gallery", "plot_mapper", "plot_overview", "write_report", "result_table_html",
+]
