@@ -99,3 +99,12 @@ def test_three_circle_model_five_bars_locally_one_globally():
     glob = analyze_points(X, k=100, p=0.3, normalize=False)
     top = glob.summary["h1_top"]
     assert glob.summary["n_significant"] == 1 and top[0] > 0.5 and top[1] < 0.2 * top[0]
+
+
+def test_regression_small_circle_core_with_random_gaps_is_still_a_circle():
+    # 180 core points: density fluctuations leave a few empty arcs > 22.5 deg, covering a
+    # small part of the circle; the verdict once called this "clusters".
+    P, _ = primary_circle_filters(600, seed=0)
+    res = analyze_points(P, k=20)
+    assert res.verdict == "circle"
+    assert res.theta is not None and res.theta.shape == (res.n_core,)

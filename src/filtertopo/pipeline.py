@@ -65,15 +65,11 @@ def _progress(progress):
     return bool(progress)
 
 
-def _verdict(summary: dict) -> str:
-    n = summary.get("n_significant", 0)
-    return {0: "none", 1: "circle", 5: "three-circle"}.get(n, f"{n} loops")
-
-
 def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3, maxdim: int = 1,
                    coeff=2, seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
                    normalize: bool = True, kernel_shape=None, provenance=None, shape=None,
-                   clamp_k: bool = False) -> LayerResult:
+                   clamp_k: bool = False, circular: bool = True, null_draws: int = 0,
+                   init_kernels=None) -> LayerResult:
     """Analyse one point cloud of filters: normalise, dense core, persistent homology.
 
     Parameters
@@ -106,13 +102,22 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
     clamp_k : bool, default=False
         When the cloud has no more than k points, use ``k = n - 1`` with a warning
         instead of raising.
+    circular : bool, default=True
+        When H1 has a significant bar, compute a circle-valued coordinate of every
+        core point from it (DREiMac), stored as ``theta``.
+    null_draws : int, default=0
+        Run the same pipeline on this many sets of matched Gaussian filters and add
+        the margin of the longest H1 bar over them to ``metrics`` (see
+        :func:`filtertopo.nullmodel.null_margin`). Costs ``null_draws`` more runs.
+    init_kernels : ndarray, optional
+        The same layer at initialisation, OIHW; a second null (needs ``null_draws >= 1``).
 
     Returns
     -------
     LayerResult
     """
     coeffs = _validate(k, p, maxdim, coeff, n_landmarks, max_points)
-    X = np.asarray(points, dtype=np.float64)
+    X = points_raw = np.asarray(points, dtype=np.float64)
     if X.ndim != 2:
         raise InputError(f"layer {name!r}: points must be 2-D (n, d); got shape {X.shape}.")
     n_filters = len(X)
@@ -157,13 +162,47 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
     diagrams = by_coeff[coeffs[0]]
     summary = bar_summary(diagrams)
     summary["cover_radius"] = float(P.cover_radius)
+    extras, metrics, theta = {}, {}, None
+    if circular and summary.get("n_significant", 0) >= 1 and len(core) >= 10:
+        from .circular import circular_coordinates
+
+        cc = circular_coordinates(core, n_landmarks=min(200, len(core)), seed=seed)
+        theta = cc.theta.astype(np.float32)
+        extras["circular"] = {"bar": list(cc.bar), "n_landmarks": cc.n_landmarks, "prime": cc.prime}
+    from .verdict import layer_verdict
+
+    verdict = layer_verdict(by_coeff, core, theta=theta)
+    extras["verdict"] = verdict.to_dict()
+    if kernel_shape is not None and _fits_shapes(kernel_shape):
+        from .shapes import shape_fractions
+
+        metrics.update(shape_fractions(core, kernel_shape))
+    if null_draws and normalize:
+        from .nullmodel import null_margin
+
+        metrics.update(null_margin(
+            points_raw, kernel_shape if kernel_shape is not None else (1, X.shape[1]), k=k, p=p,
+            n_draws=null_draws, seed=seed, observed=summary["h1_max"], init_kernels=init_kernels,
+            n_landmarks=n_landmarks, max_points=max_points, coeff=coeffs[0], clamp_k=clamp_k,
+            circular=False))
     return LayerResult(
         name=name, shape=tuple(shape) if shape is not None else tuple(kernel_shape or (X.shape[1],)),
         kernel_shape=None if kernel_shape is None else tuple(kernel_shape),
         n_filters=n_filters, n_dropped=n_dropped, n_used=n_used, n_core=len(core), k=int(k), p=float(p),
         seed=int(seed), coeff=coeffs, diagrams=diagrams, diagrams_by_coeff=by_coeff, summary=summary,
-        verdict=_verdict(summary), core=core.astype(np.float32), provenance=prov[core_idx],
+        verdict=verdict.label, core=core.astype(np.float32), provenance=prov[core_idx], metrics=metrics,
+        extras=extras, theta=theta,
     )
+
+
+def _fits_shapes(kernel_shape) -> bool:
+    from .shapes import kernel_size
+
+    try:
+        kernel_size(kernel_shape)
+    except InputError:
+        return False
+    return True
 
 
 def select_layers(names, selector):
@@ -243,7 +282,8 @@ def _map_layers(jobs, n_jobs, progress):
 
 def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 1, coeff=2,
             seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
-            allow_pickle: bool = False, clamp_k: bool = False, n_jobs: int | None = None,
+            allow_pickle: bool = False, clamp_k: bool = False, circular: bool = True,
+            null_draws: int = 0, null_init=None, n_jobs: int | None = None,
             progress=None) -> AnalysisResult:
     """Analyse the spatial filters of every conv layer of one or more checkpoints.
 
@@ -253,8 +293,11 @@ def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int =
         A list is pooled layer by layer (by layer name), as the paper pools networks.
     layers : str or list of str, optional
         Selector, see :func:`select_layers`.
-    k, p, maxdim, coeff, seed, n_landmarks, max_points, clamp_k
+    k, p, maxdim, coeff, seed, n_landmarks, max_points, clamp_k, circular, null_draws
         See :func:`analyze_points`.
+    null_init : path, nn.Module, mapping or KernelBundle, optional
+        The same network at initialisation: a second null model per layer (with
+        ``null_draws >= 1``), matched by layer name.
     allow_pickle : bool, default=False
         Allow code-running unpickling of PyTorch checkpoints (trusted files only).
     n_jobs : int or None, default=None
@@ -296,16 +339,24 @@ def analyze(sources, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int =
                              "names. Select common layers with --layers.")
     config = dict(sources=[b.source for b in bundles], layers=chosen, k=k, p=p, maxdim=maxdim,
                   coeff=list(_coeffs(coeff)), seed=seed, n_landmarks=n_landmarks, max_points=max_points,
-                  clamp_k=clamp_k, n_jobs=n_jobs)
+                  clamp_k=clamp_k, circular=circular, null_draws=null_draws,
+                  null_init=None if null_init is None else str(getattr(null_init, "source", null_init)),
+                  n_jobs=n_jobs)
     if n_jobs is None:
         n_jobs = 1
     check_range("n_jobs", n_jobs, low=-1, integer=True, fix="use 1, a number of processes, or -1 for all cores.")
     if n_jobs in (0, -1):
         n_jobs = os.cpu_count() or 1
     kw = dict(k=k, p=p, maxdim=maxdim, coeff=coeff, seed=seed, n_landmarks=n_landmarks,
-              max_points=max_points, normalize=True, clamp_k=clamp_k)
+              max_points=max_points, normalize=True, clamp_k=clamp_k, circular=circular,
+              null_draws=null_draws)
     _validate(k, p, maxdim, coeff, n_landmarks, max_points)  # fail before any layer is computed
-    jobs = [(name, filters_from_kernels(name, [b.kernels[name] for b in bundles]), kw) for name in chosen]
+    check_range("null_draws", null_draws, low=0, integer=True, fix="e.g. 3; 0 skips the null model.")
+    init = {} if null_init is None else as_bundle(null_init, allow_pickle=allow_pickle).kernels
+    if null_init is not None and not null_draws:
+        raise InputError("null_init is used by the null model; pass null_draws >= 1 (e.g. --null-draws 3).")
+    jobs = [(name, filters_from_kernels(name, [b.kernels[name] for b in bundles]),
+             dict(kw, init_kernels=init.get(name))) for name in chosen]
     results = []
     for res, messages in _map_layers(jobs, min(n_jobs, len(jobs)), progress):
         for m in messages:

@@ -60,7 +60,10 @@ class LayerResult:
     metrics : dict of str -> float
         Extra per-layer table columns.
     extras : dict
-        JSON-serialisable extras.
+        JSON-serialisable extras (the verdict's reasons, the circular-coordinate bar, ...).
+    theta : ndarray of shape (n_core,) or None
+        Circle-valued coordinate of each core point from the longest H1 bar
+        (DREiMac), when the layer has a significant loop.
     """
 
     name: str
@@ -82,6 +85,7 @@ class LayerResult:
     provenance: np.ndarray
     metrics: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+    theta: np.ndarray | None = None
 
     def to_row(self) -> dict:
         """One row of the per-layer table."""
@@ -135,7 +139,7 @@ class LayerResult:
         }
 
     @classmethod
-    def from_json(cls, d: dict, core=None, provenance=None) -> "LayerResult":
+    def from_json(cls, d: dict, core=None, provenance=None, theta=None) -> "LayerResult":
         dim = len(d["kernel_shape"]) if d.get("kernel_shape") else 0
         return cls(
             name=d["name"], shape=tuple(d["shape"]),
@@ -148,7 +152,7 @@ class LayerResult:
             summary=d.get("summary", {}), verdict=d.get("verdict", ""),
             core=np.zeros((0, dim)) if core is None else core,
             provenance=np.zeros((0, 3), np.int64) if provenance is None else provenance,
-            metrics=d.get("metrics", {}), extras=d.get("extras", {}),
+            metrics=d.get("metrics", {}), extras=d.get("extras", {}), theta=theta,
         )
 
 
@@ -225,6 +229,8 @@ class AnalysisResult:
         for layer in self.layers:
             arrays[f"{layer.name}{_SEP}core"] = np.asarray(layer.core, dtype=np.float32)
             arrays[f"{layer.name}{_SEP}provenance"] = np.asarray(layer.provenance, dtype=np.int64)
+            if layer.theta is not None:
+                arrays[f"{layer.name}{_SEP}theta"] = np.asarray(layer.theta, dtype=np.float32)
         _atomic(out / "points.npz", lambda p: np.savez_compressed(p, **arrays), suffix=".npz")
         _atomic(out / "analysis.json",
                 lambda p: p.write_text(json.dumps(_finite(self.to_json()), indent=1, default=_json_default,
@@ -249,7 +255,8 @@ class AnalysisResult:
                 arrays = {k: z[k] for k in z.files}
         layers = tuple(
             LayerResult.from_json(d, arrays.get(f"{d['name']}{_SEP}core"),
-                                  arrays.get(f"{d['name']}{_SEP}provenance"))
+                                  arrays.get(f"{d['name']}{_SEP}provenance"),
+                                  arrays.get(f"{d['name']}{_SEP}theta"))
             for d in data["layers"]
         )
         return cls(layers, data.get("config", {}), tuple(data.get("skipped", [])))

@@ -20,12 +20,15 @@ Rules (Gabrielsson & Carlsson 2019; Carlsson et al. 2008; PAPER.md §3-4):
    * H0 does not split the core into 3 or more clusters: a gap (same rule as 1, ratio
      ``cluster_ratio``) among the finite H0 bars that separates ``n_clusters - 1`` long
      bars from the short ones, and
-   * the angle around the loop has fewer than 3 empty arcs wider than ``max_angle_gap``
-     (22.5 degrees, half the spacing of 8 orientations). The angle is ``theta`` when
+   * the angle around the loop does not have 3 or more empty arcs wider than
+     ``max_angle_gap`` (22.5 degrees, half the spacing of 8 orientations) that together
+     cover at least ``max_empty`` (half) of the circle. The angle is ``theta`` when
      given (e.g. the circular coordinate of :mod:`filtertopo.circular`), else the angle
-     in the plane of the first two principal components of ``core_points``. One or two
-     wide arcs are a thin stretch of a continuous loop (the dense core thins out at
-     rarer orientations); clusters leave one arc between every pair of neighbours.
+     in the plane of the first two principal components of ``core_points``. A few wide
+     arcs covering a small part of the circle are thin stretches of a continuous loop
+     (the dense core thins out at rarer orientations, and a small core has random
+     gaps); tight clusters leave one arc between every pair of neighbours, and the
+     arcs cover most of the circle.
 
    Otherwise the label is ``"clusters"``. Without ``core_points`` and ``theta`` only
    the H0 test is used.
@@ -145,7 +148,8 @@ def _as_by_coeff(diagrams_by_coeff) -> dict:
 
 def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persistence: float = 0.15,
                   min_ratio: float = 2.0, cluster_ratio: float = 2.0,
-                  max_angle_gap: float = np.pi / 8, field_ratio: float = 1.5) -> Verdict:
+                  max_angle_gap: float = np.pi / 8, max_empty: float = 0.5,
+                  field_ratio: float = 1.5) -> Verdict:
     """Label a layer from its persistence diagrams (rules in the module docstring).
 
     Parameters
@@ -162,7 +166,9 @@ def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persis
     cluster_ratio : float, default=2.0
         Gap ratio in the finite H0 bars that marks clusters.
     max_angle_gap : float, default=pi/8
-        Widest empty arc (radians) a continuous circle may leave.
+        Empty arcs (radians) wider than this count as gaps.
+    max_empty : float, default=0.5
+        Fraction of the circle that 3 or more gaps must cover to make clusters.
     field_ratio : float, default=1.5
         How much longer a Z/2-only class must be over Z/2 than over Z/3.
 
@@ -228,11 +234,14 @@ def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persis
             g, src = _gaps(theta), "circular coordinate"
         elif core_points is not None and len(core_points) >= 3:
             g, src = _gaps(_pca_angle(core_points)), "angle in the first two principal components"
+        empty = 0.0
         if g is not None:
             ang, n_gaps = float(g.max()), int(np.sum(g > max_angle_gap))
+            empty = float(g[g > max_angle_gap].sum() / (2 * np.pi))
             reasons.append(f"{src}: {n_gaps} empty arc(s) wider than {np.degrees(max_angle_gap):.1f} deg, "
-                           f"widest {np.degrees(ang):.1f} deg (clusters leave >= 3)")
-        continuous = bool(n_clusters < 3 and (n_gaps is None or n_gaps < 3))
+                           f"widest {np.degrees(ang):.1f} deg, covering {empty:.0%} of the circle "
+                           f"(clusters leave >= 3 covering >= {max_empty:.0%})")
+        continuous = bool(n_clusters < 3 and (n_gaps is None or n_gaps < 3 or empty < max_empty))
         label = "circle" if continuous else "clusters"
         if not continuous:
             reasons.append("one H1 bar, but the loop is a few tight clusters, not a continuous circle")

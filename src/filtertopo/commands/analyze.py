@@ -18,6 +18,12 @@ def add_parser(sub):
     p.add_argument("--clamp-k", action="store_true", help="use k = n-1 for layers with no more than k filters")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow code-running unpickling of trusted PyTorch checkpoints")
+    p.add_argument("--null-draws", type=int, default=0,
+                   help="matched Gaussian null draws per layer; adds the null margin columns (default 0: off)")
+    p.add_argument("--null-init", metavar="PATH", default=None,
+                   help="the network at initialisation, as a second null (needs --null-draws >= 1)")
+    p.add_argument("--no-circular", dest="circular", action="store_false",
+                   help="skip circular coordinates of looped layers")
     p.add_argument("--jobs", type=int, default=-1,
                    help="layers analysed in parallel processes (default -1: every core)")
     p.add_argument("--report", action="store_true", help="also write DIR/report.html")
@@ -31,6 +37,7 @@ def run(args) -> int:
     result = analyze(args.paths, layers=args.layers, k=args.k, p=args.p, maxdim=args.maxdim, coeff=args.coeff,
                      seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
                      allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, n_jobs=args.jobs,
+                     circular=args.circular, null_draws=args.null_draws, null_init=args.null_init,
                      progress=args.progress)
     out = result.save(args.out, force=args.force)
     if getattr(args, "report", False):
