@@ -61,10 +61,7 @@ class NullDistribution:
 
 
 def _longest_h1(layer) -> float:
-    d = np.asarray(layer.diagrams[1], dtype=float).reshape(-1, 2)
-    life = d[:, 1] - d[:, 0]
-    life = life[np.isfinite(life)]
-    return float(life.max()) if len(life) else 0.0
+    return float(layer.summary.get("h1_max", 0.0))
 
 
 def _label(layer) -> str:

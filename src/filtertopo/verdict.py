@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import InputError
-from .homology import count_significant
+from .homology import _lengths, count_significant
 
 __all__ = ["Verdict", "layer_verdict", "angular_gap", "LABELS"]
 
@@ -98,12 +98,6 @@ class Verdict:
         d = asdict(self)
         d["h1_top"], d["reasons"] = list(self.h1_top), list(self.reasons)
         return d
-
-
-def _lengths(diagram) -> np.ndarray:
-    d = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    life = d[:, 1] - d[:, 0]
-    return np.sort(life[np.isfinite(life)])[::-1]
 
 
 def _nth(lengths, i) -> float:
