@@ -98,6 +98,7 @@ def test_click_node_shows_its_filters(report, tmp_path):
     assert console_errors(console) == [] and net == []
     info = re.search(r'<div class="info" id="info-0">(.*?)</div></div>', dom, flags=re.S).group(1)
     assert "node 3" in info
+    assert ("mean θ" in info) == (result.layers[0].theta is not None)
     assert info.count("<canvas") >= 1
     assert 'class="node sel" data-id="3"' in dom
 

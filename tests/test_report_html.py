@@ -1,5 +1,6 @@
 """report.html: self-contained (no external URL), one mapper-node image per node, CLI verb."""
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -11,9 +12,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _report_fixture import small_result  # noqa: E402
 
 
+_CACHE = {}
+
+
+def small_result_cached():
+    if "r" not in _CACHE:
+        _CACHE["r"] = small_result()
+    return _CACHE["r"]
+
+
 @pytest.fixture(scope="module")
 def result():
-    return small_result()
+    return small_result_cached()
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +57,93 @@ def test_one_node_image_per_mapper_node(report, result):
     assert svgs[0].count('class="mapper-node"') == g.n_nodes > 10
 
 
+def sections(text):
+    return re.findall(r'<section class="layer" id="layer-\d+">.*?</section>', text, flags=re.S)
+
+
 def test_table_and_figures(report, result):
     _, text = report
-    assert '<table border="0" class="dataframe layers">' in text or 'class="dataframe layers"' in text
+    assert 'class="dataframe layers"' in text
     for layer in result.layers:
         assert layer.name in text
-    assert text.count('class="fig"') == 3 * len(result.layers) + 1  # + overview
+    n_theta = sum(layer.theta is not None for layer in result.layers)
+    assert 0 < n_theta < len(result.layers)  # the fixture covers both paths
+    # per layer: barcode+diagram, projection (+ circle when theta), gallery; + overview
+    assert len(re.findall(r'<img class="fig[ "]', text)) == 3 * len(result.layers) + 1
+    assert text.count('class="fig circle"') == n_theta
+    for sec, layer in zip(sections(text), result.layers):
+        assert ('class="fig circle"' in sec) == (layer.theta is not None)
+
+
+def test_gallery_in_theta_order(report, result):
+    from filtertopo.report.circle import gallery_order, gallery_pick
+
+    _, text = report
+    for sec, layer in zip(sections(text), result.layers):
+        m = re.search(r'<img class="fig gallery"[^>]*data-order="([\d ]*)" data-by="(\w+)"', sec)
+        shown = np.array(m.group(1).split(), dtype=int)
+        if layer.theta is not None:
+            assert m.group(2) == "theta" and "ordered by circular coordinate θ" in sec
+            np.testing.assert_array_equal(shown, gallery_pick(np.argsort(layer.theta, kind="stable"), 36))
+            assert np.all(np.diff(layer.theta[shown]) >= 0)
+        else:
+            assert m.group(2) == "angle" and "ordered by angle in the" in sec
+            np.testing.assert_array_equal(shown, gallery_pick(gallery_order(layer.core)[0], 36))
+
+
+def test_verdict_with_reasons(report, result):
+    _, text = report
+    for sec, layer in zip(sections(text), result.layers):
+        m = re.search(r'<details class="verdict" data-verdict="([\w-]+)"><summary>(.*?)</summary>'
+                      r"<ul>(.*?)</ul></details>", sec, flags=re.S)
+        assert m.group(1) == layer.verdict and layer.verdict in m.group(2)
+        reasons = layer.extras["verdict"]["reasons"]
+        assert reasons and m.group(3).count("<li>") == len(reasons)
+        assert html.escape(reasons[0]) in m.group(3)
+
+
+def test_mapper_border_legend_and_colours(report, result):
+    import matplotlib
+
+    from filtertopo.mapper import mapper_graph
+
+    _, text = report
+    for i, (sec, layer) in enumerate(zip(sections(text), result.layers)):
+        legend = re.search(r'<div class="legend" data-color="(\w+)">', sec).group(1)
+        assert legend == ("theta" if layer.theta is not None else "lens")
+    # the first layer has theta: each border is the circular mean of its node's theta
+    layer = result.layers[0]
+    g = mapper_graph(layer.core)
+    want = matplotlib.colormaps["twilight"](g.node_circular_mean(layer.theta.astype(float)) / (2 * np.pi))
+    fills = re.findall(r'<g class="node" data-id="(\d+)"[^>]*><rect [^>]*fill="#(\w{6})"', sections(text)[0])
+    assert len(fills) == g.n_nodes
+    for v, hexcol in fills:
+        got = np.array([int(hexcol[k:k + 2], 16) for k in (0, 2, 4)])
+        assert np.abs(got - 255 * want[int(v), :3]).max() <= 1
+
+
+def test_table_rounds_metrics():
+    from dataclasses import replace
+
+    from filtertopo.report import result_table_html
+    from filtertopo.result import AnalysisResult
+
+    base = small_result_cached()
+    extra = {"frac_primary": 0.123456, "null_h1_mean": 0.0812345, "null_h1_max": 0.1,
+             "h1_margin_z": 12.34567, "h1_ratio_null_max": float("inf"), "null_n_draws": 3.0,
+             "median_dist_klein": float("nan")}
+    layers = tuple(replace(l, metrics={**l.metrics, **extra}) for l in base.layers)
+    table = result_table_html(AnalysisResult(layers, base.config))
+    head = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table)
+    assert head[0] == "layer" and {"frac_primary", "h1_margin_z", "null_h1_max"} <= set(head)
+    row = re.findall(r"<td[^>]*>(.*?)</td>", table)[:len(head)]
+    cell = dict(zip(head, row))
+    assert cell["frac_primary"] == "0.123" and cell["null_h1_mean"] == "0.081"
+    assert cell["h1_margin_z"] == "12.35" and cell["h1_ratio_null_max"] == "∞"
+    assert cell["null_n_draws"] == "3" and cell["median_dist_klein"] == ""
+    assert cell["n_core"] == str(layers[0].n_core) and cell["verdict"] == layers[0].verdict
+    assert cell["p"] == "0.300"
+    assert 'title="(observed - null mean) / null std"' in table
 
 
 def test_cli_report_refuses_overwrite(result, tmp_path, capsys):
@@ -73,3 +164,18 @@ def test_result_table_html(result):
 
     html = result_table_html(result)
     assert html.startswith("<table") and result.layers[0].name in html
+
+
+def test_stale_theta_warns_and_falls_back(result):
+    from dataclasses import replace
+
+    from filtertopo.report.html import render_report
+    from filtertopo.result import AnalysisResult
+
+    layer = result.layers[0]
+    assert layer.theta is not None
+    bad = AnalysisResult((replace(layer, theta=layer.theta[:-2]),), result.config)
+    with pytest.warns(UserWarning, match="theta has shape"):
+        text = render_report(bad, overview=True)
+    assert 'data-color="lens"' in text and 'data-by="angle"' in text
+    assert 'class="fig circle"' not in text

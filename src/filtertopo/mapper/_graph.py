@@ -36,6 +36,7 @@ Algorithm
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 from dataclasses import dataclass, field
@@ -102,22 +103,63 @@ class MapperGraph:
         ndarray of shape (n_nodes,) or (n_nodes, d)
         """
         values = np.asarray(values, dtype=np.float64)
-        if values.shape[0] != self.n_points:
+        if values.ndim == 0 or values.shape[0] != self.n_points:
             raise InputError(
                 f"values must have one row per point ({self.n_points}); got shape {values.shape}."
                 " Pass the same points the graph was built from."
             )
         if self.n_nodes == 0:
             return np.zeros((0,) + values.shape[1:])
-        return np.stack([values[m].mean(axis=0) for m in self.nodes])
+        sums = self._incidence @ values.reshape(self.n_points, -1)
+        return (sums / self.sizes[:, None]).reshape((self.n_nodes,) + values.shape[1:])
+
+    def node_circular_mean(self, theta) -> np.ndarray:
+        """Circular mean of per-point angles over each node's members, in ``[0, 2 pi)``.
+
+        ``arg(mean(exp(i theta)))``: members at 0.1 and ``2 pi - 0.1`` average to 0, not pi.
+
+        Parameters
+        ----------
+        theta : array-like of shape (n_points,)
+            Angles in radians (e.g. a circular coordinate).
+
+        Returns
+        -------
+        ndarray of shape (n_nodes,)
+
+        Examples
+        --------
+        >>> g = MapperGraph(nodes=(np.array([0, 1]),), edges=np.zeros((0, 2), int),
+        ...                 edge_weights=np.zeros(0, int), cover_index=np.zeros(1, int),
+        ...                 lens=np.zeros((2, 1)))
+        >>> g.node_circular_mean([0.1, 2 * np.pi - 0.1]).round(6).tolist()
+        [0.0]
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.n_points,):
+            raise InputError(f"theta must have one angle per point, shape ({self.n_points},); "
+                             f"got {theta.shape}. Pass the angles of the graph's own points.")
+        cs = self.node_mean(np.c_[np.cos(theta), np.sin(theta)])
+        return np.mod(np.arctan2(cs[:, 1], cs[:, 0]), 2 * np.pi) if len(cs) else np.zeros(0)
+
+    @functools.cached_property
+    def _incidence(self):
+        """Sparse (n_nodes, n_points) 0/1 matrix: row v marks the members of node v."""
+        from scipy import sparse
+
+        sizes = self.sizes
+        indptr = np.r_[0, np.cumsum(sizes)]
+        cols = np.concatenate(self.nodes) if self.n_nodes else np.zeros(0, np.int64)
+        return sparse.csr_matrix((np.ones(len(cols)), cols, indptr),
+                                 shape=(self.n_nodes, self.n_points))
 
     def point_nodes(self) -> list:
-        """For each point, the list of nodes that contain it."""
-        out = [[] for _ in range(self.n_points)]
-        for v, members in enumerate(self.nodes):
-            for i in members:
-                out[i].append(v)
-        return out
+        """For each point, the (ascending) list of nodes that contain it."""
+        T = self._incidence.T.tocsr()
+        T.sort_indices()
+        idx = T.indices.tolist()
+        ptr = T.indptr.tolist()
+        return [idx[ptr[i]:ptr[i + 1]] for i in range(self.n_points)]
 
     def triangles(self) -> np.ndarray:
         """2-simplices of the nerve: triples of nodes sharing a point, shape (n, 3)."""
@@ -209,8 +251,10 @@ def pca_lens(points, n_components: int = 2) -> np.ndarray:
     """
     X = np.asarray(points, dtype=np.float64)
     Xc = X - X.mean(axis=0)
-    _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
-    V = Vt[:n_components]
+    # eigenvectors of the small (d, d) scatter matrix rather than an SVD of the tall (n, d)
+    # data: same axes, and far cheaper when BLAS threads compete with other processes
+    w, E = np.linalg.eigh(Xc.T @ Xc)
+    V = E[:, np.argsort(-w, kind="stable")[:n_components]].T
     sign = np.sign(V[np.arange(len(V)), np.abs(V).argmax(axis=1)])
     sign[sign == 0] = 1
     return Xc @ (V * sign[:, None]).T
@@ -274,11 +318,17 @@ def global_scale(Y, n_bins=10, n_neighbors=10) -> float:
         Left edge of the first empty bin of the MST edge-length histogram, or the
         longest MST edge when there is no empty bin.
     """
+    from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
-    from sklearn.neighbors import NearestNeighbors
+    from scipy.spatial import cKDTree
 
-    k = int(min(n_neighbors, len(Y) - 1))
-    G = NearestNeighbors(n_neighbors=k).fit(Y).kneighbors_graph(mode="distance")
+    n = len(Y)
+    k = int(min(n_neighbors, n - 1))
+    if k < 1:
+        return 1e-12
+    # k nearest other points of each point (column 0 of the query is the point itself)
+    d, j = cKDTree(Y).query(Y, k=k + 1)
+    G = csr_matrix((d[:, 1:].ravel(), j[:, 1:].ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
     T = minimum_spanning_tree(G).data
     T = T[T > 0]
     if len(T) == 0:
@@ -384,6 +434,11 @@ def mapper_graph(points, *, lens="pca", n_intervals=30, overlap=2 / 3,
             raise InputError(f"lens must be 'pca', 'pca1' or an array of per-point values; got {lens!r}.")
         lens_name = lens
         L = pca_lens(Y, 2 if lens == "pca" else 1)
+        # round off the last bits, which depend on the order of the points, so that a point
+        # on an interval's edge falls on the same side for any permutation of the input
+        # (a power of two as the unit, so that scaling is exact)
+        scale = 2.0 ** np.ceil(np.log2(float(np.abs(L).max()) or 1.0))
+        L = np.round(L / scale, 10) * scale
     else:
         lens_name = "custom"
         L = np.asarray(lens, dtype=np.float64)

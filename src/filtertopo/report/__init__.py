@@ -4,7 +4,9 @@ Pure functions of results (STYLE.md habit 14): nothing here shows, saves or rest
 behind the caller's back, and the HTML makes no network request.
 """
 
+from .circle import gallery_order, plot_circle
 from .figures import (
+    CIRCLE_CMAP,
     FILTER_CMAP,
     plot_barcode,
     plot_core_projection,
@@ -17,6 +19,7 @@ from .figures import (
 from .html import result_table_html, write_report
 
 __all__ = [
-    "FILTER_CMAP", "plot_barcode", "plot_diagram", "plot_filter", "plot_core_projection",
-    "plot_gallery", "plot_mapper", "plot_overview", "write_report", "result_table_html",
+    "FILTER_CMAP", "CIRCLE_CMAP", "plot_barcode", "plot_diagram", "plot_filter",
+    "plot_core_projection", "plot_gallery", "gallery_order", "plot_circle", "plot_mapper",
+    "plot_overview", "write_report", "result_table_html",
 ]

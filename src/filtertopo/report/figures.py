@@ -2,9 +2,10 @@
 
 One drawing convention for filters everywhere (figures and HTML): a diverging colour map
 (``FILTER_CMAP``, red positive, blue negative) with the scale symmetric about zero, so
-white is zero. Every function takes ``ax=None`` (or ``fig=None`` for multi-panel figures),
-returns what it drew on, and never changes global style, shows or saves (persim's
-``visuals.py`` habit).
+white is zero. Circle-valued quantities (the circular coordinate ``theta`` of
+:mod:`filtertopo.circular`) use the cyclic map ``CIRCLE_CMAP`` on ``[0, 2 pi)``. Every
+function takes ``ax=None`` (or ``fig=None`` for multi-panel figures), returns what it drew
+on, and never changes global style, shows or saves (persim's ``visuals.py`` habit).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ._raster import FILTER_CMAP, filter_cmap, filters_rgba
 
 __all__ = [
-    "FILTER_CMAP", "filter_image", "filter_rgba", "plot_barcode", "plot_diagram",
-    "plot_filter", "plot_core_projection", "plot_gallery", "plot_mapper", "plot_overview",
-    "mapper_layout",
+    "FILTER_CMAP", "CIRCLE_CMAP", "filter_image", "filter_rgba", "plot_barcode",
+    "plot_diagram", "plot_filter", "plot_core_projection", "plot_gallery", "plot_mapper",
+    "plot_overview", "mapper_layout", "node_colors", "projection",
 ]
 
-#: Diverging colour map of every filter image (zero at the centre of the scale).
-FILTER_CMAP = "RdBu_r"
+#: Cyclic colour map of circle-valued coordinates (theta in [0, 2 pi)).
+CIRCLE_CMAP = "twilight"
+_TWO_PI = 2 * np.pi
 _DIM_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
 
@@ -54,13 +57,11 @@ def filter_image(f, kernel_shape=None) -> np.ndarray:
 
 
 def filter_rgba(f, kernel_shape=None) -> np.ndarray:
-    """RGBA image (uint8, shape (kh, kw, 4)) of a filter in the house convention."""
-    import matplotlib
+    """RGBA image (uint8, shape (kh, kw, 4)) of a filter in the house convention.
 
-    img = filter_image(f, kernel_shape)
-    m = float(np.abs(img).max()) or 1.0
-    rgba = matplotlib.colormaps[FILTER_CMAP]((img / m + 1) / 2)
-    return (rgba * 255).round().astype(np.uint8)
+    See :func:`filtertopo.report._raster.filters_rgba` for many filters at once.
+    """
+    return filters_rgba(filter_image(f, kernel_shape)[None])[0]
 
 
 def _inf_cap(diagrams):
@@ -159,7 +160,7 @@ def plot_filter(filter, ax=None, *, kernel_shape=None, title=None):
     ax = _new_ax(ax)
     img = filter_image(filter, kernel_shape)
     m = float(np.abs(img).max()) or 1.0
-    ax.imshow(img, cmap=FILTER_CMAP, vmin=-m, vmax=m, interpolation="nearest")
+    ax.imshow(img, cmap=filter_cmap(), vmin=-m, vmax=m, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
@@ -173,7 +174,7 @@ def _thumb(ax, f, xy, kernel_shape, zoom, edgecolor="0.3"):
 
     img = filter_image(f, kernel_shape)
     m = float(np.abs(img).max()) or 1.0
-    box = AnnotationBbox(OffsetImage(img, cmap=FILTER_CMAP, norm=Normalize(-m, m), zoom=zoom,
+    box = AnnotationBbox(OffsetImage(img, cmap=filter_cmap(), norm=Normalize(-m, m), zoom=zoom,
                                      interpolation="nearest"),
                          xy, frameon=True, pad=0.1,
                          bboxprops=dict(edgecolor=edgecolor, linewidth=1.5))
@@ -196,7 +197,7 @@ def projection(core, basis="auto"):
 
 
 def plot_core_projection(core, ax=None, *, basis="auto", color=None, n_thumbnails=12,
-                         kernel_shape=None, zoom=4.0):
+                         kernel_shape=None, zoom=4.0, circular=False):
     """Core points on a plane with a few filter thumbnails around it.
 
     Parameters
@@ -207,6 +208,8 @@ def plot_core_projection(core, ax=None, *, basis="auto", color=None, n_thumbnail
         circle), else the first two principal components.
     color : ndarray of shape (n,), optional
         Per-point values for the scatter colour (e.g. a circular coordinate).
+    circular : bool, default=False
+        ``color`` holds angles in radians: drawn with ``CIRCLE_CMAP`` on ``[0, 2 pi)``.
     n_thumbnails : int, default=12
         Thumbnails of the points nearest to evenly spaced angles around the centre.
 
@@ -217,8 +220,17 @@ def plot_core_projection(core, ax=None, *, basis="auto", color=None, n_thumbnail
     ax = _new_ax(ax)
     core = np.asarray(core, dtype=np.float64)
     P, labels = projection(core, basis)
-    ax.scatter(P[:, 0], P[:, 1], s=3, c="0.4" if color is None else color, alpha=0.5,
-               cmap=None if color is None else "twilight", linewidths=0)
+    if color is None:
+        ax.scatter(P[:, 0], P[:, 1], s=3, c="0.4", alpha=0.5, linewidths=0)
+    else:
+        c = np.asarray(color, dtype=np.float64).ravel()
+        if c.shape != (len(P),):
+            raise InputError(f"color must have one value per core point ({len(P)}); got shape "
+                             f"{np.shape(color)}. Pass e.g. the layer's own theta, or None.")
+        c = np.mod(c, _TWO_PI) if circular else c
+        ax.scatter(P[:, 0], P[:, 1], s=3, c=c, alpha=0.5, linewidths=0,
+                   cmap=filter_cmap(CIRCLE_CMAP if circular else "viridis"),
+                   **(dict(vmin=0.0, vmax=_TWO_PI) if circular else {}))
     if n_thumbnails and len(P):
         ang = np.arctan2(P[:, 1], P[:, 0])
         r = np.hypot(P[:, 0], P[:, 1])
@@ -241,17 +253,20 @@ def plot_core_projection(core, ax=None, *, basis="auto", color=None, n_thumbnail
     return ax
 
 
-def plot_gallery(core, order=None, *, n=48, ncols=12, kernel_shape=None, fig=None):
-    """Grid of filters in a given order (e.g. ``np.argsort(circular_coordinate)``).
+def plot_gallery(core, order=None, *, n=48, ncols=12, kernel_shape=None, fig=None, title=None):
+    """Grid of filters in a given order (e.g. from :func:`~filtertopo.report.circle.gallery_order`).
 
     Parameters
     ----------
     core : ndarray of shape (n_points, d)
     order : ndarray of int, optional
         Point indices in display order (default: as given); ``n`` of them, evenly spaced
-        along the order, are drawn.
+        along the order, are drawn left to right, top to bottom.
     n : int, default=48
     ncols : int, default=12
+    title : str, optional
+        Figure title, e.g. ``"ordered by " + label`` with ``label`` from
+        :func:`filtertopo.report.circle.gallery_order`.
 
     Returns
     -------
@@ -260,12 +275,16 @@ def plot_gallery(core, order=None, *, n=48, ncols=12, kernel_shape=None, fig=Non
     """
     core = np.asarray(core, dtype=np.float64)
     order = np.arange(len(core)) if order is None else np.asarray(order, dtype=np.int64)
-    pick = order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+    from .circle import gallery_pick
+
+    pick = gallery_pick(order, n)
     nrows = max(1, -(-len(pick) // ncols))
-    fig = _new_fig(fig, (ncols * 0.6, nrows * 0.6))
+    fig = _new_fig(fig, (ncols * 0.6, nrows * 0.6 + (0.3 if title else 0)))
     for k, i in enumerate(pick):
         ax = fig.add_subplot(nrows, ncols, k + 1, label=str(int(i)))
         plot_filter(core[i], ax=ax, kernel_shape=kernel_shape)
+    if title:
+        fig.suptitle(title, fontsize="small")
     return fig
 
 
@@ -282,17 +301,38 @@ def mapper_layout(graph, *, seed=0) -> np.ndarray:
     return np.array([pos[v] for v in range(graph.n_nodes)])
 
 
-def node_colors(graph, values=None, cmap="viridis"):
-    """RGBA border colour per node from per-point ``values`` (default: the first lens)."""
-    import matplotlib
+def node_colors(graph, values=None, cmap=None, *, circular=False):
+    """RGBA border colour per node from per-point ``values`` (default: the first lens).
 
+    Parameters
+    ----------
+    graph : MapperGraph
+    values : ndarray of shape (n_points,), optional
+        Per-point values; default the first lens.
+    cmap : str, optional
+        Default ``"viridis"`` over the nodes' range, or ``CIRCLE_CMAP`` when circular.
+    circular : bool, default=False
+        ``values`` are angles in radians: each node gets the circular mean of its
+        members' angles (:meth:`MapperGraph.node_circular_mean`) on a cyclic map over
+        ``[0, 2 pi)``, so nodes either side of ``0 = 2 pi`` get the same colour.
+
+    Returns
+    -------
+    ndarray of shape (n_nodes, 4), float
+    """
+    cm = filter_cmap(cmap or (CIRCLE_CMAP if circular else "viridis"))
+    if circular:
+        if values is None:
+            raise InputError("node_colors(circular=True) needs values, the per-point angles "
+                             "in radians; got None. Pass e.g. layer.theta of the graph's points.")
+        return cm(graph.node_circular_mean(values) / _TWO_PI)
     v = graph.node_mean(graph.lens[:, 0] if values is None else values)
     lo, hi = float(v.min()) if len(v) else 0.0, float(v.max()) if len(v) else 1.0
-    return matplotlib.colormaps[cmap]((v - lo) / ((hi - lo) or 1.0))
+    return cm((v - lo) / ((hi - lo) or 1.0))
 
 
 def plot_mapper(graph, core, ax=None, *, color=None, kernel_shape=None, zoom=2.0,
-                max_nodes=400, seed=0):
+                max_nodes=400, seed=0, circular=False):
     """Mapper graph with each node drawn as its mean filter, border coloured by ``color``.
 
     Parameters
@@ -303,6 +343,9 @@ def plot_mapper(graph, core, ax=None, *, color=None, kernel_shape=None, zoom=2.0
     color : ndarray of shape (n_points,), optional
         Per-point values averaged per node for the border colour (lens, density or
         circular coordinate); default the first lens.
+    circular : bool, default=False
+        ``color`` holds angles (e.g. ``layer.theta``): borders show each node's circular
+        mean on the cyclic ``CIRCLE_CMAP``.
     max_nodes : int, default=400
         Largest nodes drawn as images beyond this count (the rest as dots).
 
@@ -317,7 +360,7 @@ def plot_mapper(graph, core, ax=None, *, color=None, kernel_shape=None, zoom=2.0
     ax = _new_ax(ax)
     pos = mapper_layout(graph, seed=seed)
     means = graph.node_mean(core)
-    cols = node_colors(graph, color)
+    cols = node_colors(graph, color, circular=circular)
     if len(graph.edges):
         ax.add_collection(LineCollection(pos[graph.edges], colors="0.6", linewidths=0.8,
                                          zorder=0))
@@ -334,15 +377,18 @@ def plot_mapper(graph, core, ax=None, *, color=None, kernel_shape=None, zoom=2.0
         ax.set_ylim(pos[:, 1].min() - pad, pos[:, 1].max() + pad)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"Mapper: {graph.n_nodes} nodes, {len(graph.edges)} edges", fontsize="small")
+    what = "first lens" if color is None else ("circular mean of θ" if circular else "mean of color")
+    ax.set_title(f"Mapper: {graph.n_nodes} nodes, {len(graph.edges)} edges; border: {what}",
+                 fontsize="small")
     return ax
 
 
 def plot_overview(result, *, fig=None, ncols=4, basis="auto", n_thumbnails=8):
     """Whole-model overview: one panel per layer in depth order (the paper's VGG16 figure).
 
-    Each panel is the layer's core projection (:func:`plot_core_projection`) titled with the
-    layer name, core size, verdict and the two longest H1 bars.
+    Each panel is the layer's core projection (:func:`plot_core_projection`), points
+    coloured by the circular coordinate where the layer has one, titled with the layer
+    name, core size, verdict and the two longest H1 bars.
 
     Parameters
     ----------
@@ -362,9 +408,13 @@ def plot_overview(result, *, fig=None, ncols=4, basis="auto", n_thumbnails=8):
     for k, layer in enumerate(layers):
         ax = fig.add_subplot(nrows, ncols, k + 1, label=layer.name)
         ks = tuple(layer.kernel_shape) if layer.kernel_shape else None
+        theta = getattr(layer, "theta", None)
+        if theta is not None and np.shape(theta) != (len(layer.core),):
+            theta = None  # a stale theta: draw without it rather than fail the overview
         if len(layer.core):
             plot_core_projection(layer.core, ax=ax, basis=basis, n_thumbnails=n_thumbnails,
-                                 kernel_shape=ks, zoom=3.0)
+                                 kernel_shape=ks, zoom=3.0, color=theta,
+                                 circular=theta is not None)
         top = list((layer.summary or {}).get("h1_top", []))[:2]
         bars = ", ".join(f"{t:.2f}" for t in top)
         ax.set_title(f"{k + 1}. {layer.name} ({layer.n_core} pts)\n{layer.verdict}"
