@@ -1,0 +1,64 @@
+"""``filtertopo track RUN... --out DIR``: topology of every snapshot, runs pooled by step."""
+
+from __future__ import annotations
+
+from . import add_analysis_options
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "track", help="analyse the snapshots of training runs, pooled by step",
+        description="Analyse every snapshot of the run folders (written by `filtertopo train "
+                    "--snapshot-every N`), pooling runs by step as the paper pools networks. "
+                    "A folder holding seed_* runs (train --seeds) stands for all of them. "
+                    "Writes DIR/track.csv, track.json, track_h1.png and steps/step_<n>/.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--layers", default=None, help="layer selector, e.g. conv1 or 1 (default all)")
+    p.add_argument("--steps", default=None, help="comma-separated steps (default all)")
+    p.add_argument("--mapper-steps", default="",
+                   help="comma-separated steps at which to draw Mapper graphs of the core")
+    add_analysis_options(p)
+    p.set_defaults(func=run)
+
+
+def expand_runs(paths):
+    """Run folders, with a parent of ``seed_*`` runs replaced by its runs."""
+    from pathlib import Path
+
+    out = []
+    for p in map(Path, paths):
+        kids = sorted(d for d in p.glob("*") if d.is_dir() and (d / "snapshots").is_dir())
+        if p.is_dir() and not (p / "snapshots").is_dir() and not (p / "config.json").exists() \
+                and kids:
+            out += kids
+        else:
+            out.append(p)
+    return out
+
+
+def run(args) -> int:
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..training.track import track
+
+    def ints(flag, text):
+        try:
+            return [int(s) for s in text.split(",") if s.strip()]
+        except ValueError:
+            raise InputError(f"{flag} must be comma-separated integers; got {text!r}.") from None
+
+    steps = ints("--steps", args.steps) if args.steps else None
+    mapper_steps = ints("--mapper-steps", args.mapper_steps)
+    res = track(expand_runs(args.runs), layers=args.layers, k=args.k, p=args.p, coeff=args.coeff,
+                seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
+                steps=steps, mapper_steps=mapper_steps, progress=args.progress, out=args.out,
+                force=args.force)
+    cols = [c for c in ("step", "epoch", "n_runs", "test_acc", "layer", "n_filters", "n_core",
+                        "k", "h1_1", "h1_2", "h1_gap_ratio", "verdict") if c in res.table]
+    with pd.option_context("display.width", 160, "display.precision", 3):
+        print(res.table[cols].to_string(index=False))
+    for m in res.missing:
+        print(f"note: {m}")
+    print(f"wrote {args.out}/track.csv, track.json, track_h1.png")
+    return 0
