@@ -193,3 +193,19 @@ def test_cli_demo_smoke(tmp_path, capsys):
     assert (out / "runs" / "seed_001" / "kernels.npz").is_file()
     assert main(["demo", "--out", str(out), "--n-nets", "1", "--epochs", "0"]) == 2
     assert "already holds results" in capsys.readouterr().err
+
+
+def test_device_validation_and_auto(tmp_path):
+    import torch
+
+    from filtertopo.training.loop import resolve_device
+
+    with pytest.raises(InputError, match="'device' must be"):
+        TrainConfig(device="gpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    run = train(TrainConfig(dataset="digits", epochs=1, n_train=64, eval_samples=32, device="auto",
+                            threads=1), tmp_path / "r", progress=False)
+    assert json.loads((run / "run.json").read_text())["device"] in ("cpu", "cuda:0")

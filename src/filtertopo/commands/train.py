@@ -10,7 +10,7 @@ _FLAGS = {  # argparse dest -> TrainConfig key
     "data_seed": "data_seed", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum",
     "weight_decay": "weight_decay", "batch_size": "batch_size", "epochs": "epochs",
     "seed": "seed", "snapshot_every": "snapshot_every", "eval_samples": "eval_samples",
-    "threads": "threads",
+    "threads": "threads", "device": "device",
 }
 
 
@@ -48,6 +48,7 @@ def add_parser(sub):
                                                       "(and at step 0 and the end); 0 = none")
     p.add_argument("--eval-samples", type=int, help="images for snapshot accuracies (500)")
     p.add_argument("--threads", type=int, help="torch threads while training")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty run folder")
     p.add_argument("--list", action="store_true", help="list registered models and data sets")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import platform
 import sys
 import time
@@ -80,6 +81,10 @@ class TrainConfig:
         Images used for the train/test accuracy recorded with each snapshot.
     threads : int, optional
         ``torch.set_num_threads`` during training (restored afterwards).
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA when available).
+        The model is always initialised on the CPU, so a seed gives the same initial
+        weights on every device; bit-identical training is only promised on the CPU.
     """
 
     model: str = "mnist_net"
@@ -100,6 +105,7 @@ class TrainConfig:
     snapshot_every: int = 0
     eval_samples: int = 500
     threads: typing.Optional[int] = None
+    device: str = "cpu"
 
     def __post_init__(self):
         self.validate()
@@ -163,6 +169,21 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise InputError(f"config key {key!r} must be >= 1 or None; got {v!r}.")
+        if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", self.device):
+            raise InputError(f"config key 'device' must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; "
+                             f"got {self.device!r}.")
+
+
+def resolve_device(name: str) -> "torch.device":
+    """The torch device for a ``TrainConfig.device`` string; InputError if it is not available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"config key 'device' is {name!r}, but this torch build sees no CUDA GPU "
+                         f"(torch {torch.__version__}). Use device='cpu' or 'auto'.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("config key 'device' is 'mps', but MPS is not available. Use 'cpu' or 'auto'.")
+    return torch.device(name)
 
 
 def _input_shape(config):
@@ -181,9 +202,10 @@ def evaluate(model, data, transform=None, batch_size: int = 500) -> float:
     was = model.training
     model.eval()
     correct = 0
+    device = next(model.parameters()).device
     with torch.no_grad():
         for x, y in data.batches(batch_size, transform):
-            correct += int((model(x).argmax(1) == y).sum())
+            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
     model.train(was)
     return correct / len(data)
 
@@ -270,6 +292,8 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = create_model(config.model, **config.model_kwargs)
+        device = resolve_device(config.device)
+        model = model.to(device)
         gen = torch.Generator().manual_seed(config.seed)
         optimizer = _make_optimizer(config, model.parameters())
         writer = SnapshotWriter(run_dir) if config.snapshot_every else None
@@ -295,6 +319,7 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
             for epoch in range(1, config.epochs + 1):
                 loss_sum, correct, seen = 0.0, 0, 0
                 for x, y in train_set.batches(config.batch_size, transform, gen):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     logits = model(x)
                     loss = F.cross_entropy(logits, y)
@@ -326,7 +351,7 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
         torch.save(model.state_dict(), run_dir / "model.pt")
     finally:
         torch.set_num_threads(threads)
-    status.update(status="complete", seconds=round(time.time() - started, 3), **final)
+    status.update(status="complete", seconds=round(time.time() - started, 3), device=str(device), **final)
     (run_dir / "run.json").write_text(json.dumps(status, indent=2))
     return run_dir
 
