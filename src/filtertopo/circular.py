@@ -113,7 +113,7 @@ def circular_coordinates(points, *, n_landmarks: int = 200, prime: int = 41, per
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ripser/dreimac chatter (e.g. uncovered points)
         cc = CircularCoords(X[perm], n_landmarks=nl, prime=prime, maxdim=1)
-        dgm = cc._dgms[1]  # sorted by decreasing persistence by DREiMac
+        dgm = cc.dgms_[1]  # public in DREiMac 0.3.0-0.3.2; sorted by decreasing persistence
         if len(dgm) <= cocycle_idx:
             raise InputError(
                 f"cocycle_idx={cocycle_idx} needs at least {cocycle_idx + 1} H1 bars; the landmarks "
