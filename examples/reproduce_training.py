@@ -36,6 +36,7 @@ def main(argv=None):
     ap.add_argument("--p", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per network")
     ap.add_argument("--workers", type=int, default=2, help="networks trained at once")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (with cuda use --workers 1)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -48,7 +49,8 @@ def main(argv=None):
     config = TrainConfig(model="mnist_net", dataset="mnist_subset", epochs=args.epochs,
                          optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                          batch_size=args.batch_size, snapshot_every=args.snapshot_every,
-                         eval_samples=args.eval_samples, threads=args.threads)
+                         eval_samples=args.eval_samples, threads=args.threads,
+                         device=args.device)
     t0 = time.time()
     runs = [out / "runs" / f"seed_{s:03d}" for s in range(args.n_nets)]
 
