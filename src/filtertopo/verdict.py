@@ -22,7 +22,7 @@ Rules (Gabrielsson & Carlsson 2019; Carlsson et al. 2008; PAPER.md §3-4):
      bars from the short ones, and
    * the angle around the loop does not have 3 or more empty arcs wider than
      ``max_angle_gap`` (22.5 degrees, half the spacing of 8 orientations) that together
-     cover at least ``max_empty`` (half) of the circle. The angle is ``theta`` when
+     cover at least ``max_empty`` (three quarters) of the circle. The angle is ``theta`` when
      given (e.g. the circular coordinate of :mod:`filtertopo.circular`), else the angle
      in the plane of the first two principal components of ``core_points``. A few wide
      arcs covering a small part of the circle are thin stretches of a continuous loop
@@ -142,7 +142,7 @@ def _as_by_coeff(diagrams_by_coeff) -> dict:
 
 def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persistence: float = 0.15,
                   min_ratio: float = 2.0, cluster_ratio: float = 2.0,
-                  max_angle_gap: float = np.pi / 8, max_empty: float = 0.5,
+                  max_angle_gap: float = np.pi / 8, max_empty: float = 0.75,
                   field_ratio: float = 1.5) -> Verdict:
     """Label a layer from its persistence diagrams (rules in the module docstring).
 
@@ -161,7 +161,7 @@ def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persis
         Gap ratio in the finite H0 bars that marks clusters.
     max_angle_gap : float, default=pi/8
         Empty arcs (radians) wider than this count as gaps.
-    max_empty : float, default=0.5
+    max_empty : float, default=0.75
         Fraction of the circle that 3 or more gaps must cover to make clusters.
     field_ratio : float, default=1.5
         How much longer a Z/2-only class must be over Z/2 than over Z/3.

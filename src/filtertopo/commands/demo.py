@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from . import check_out, print_table
 
-DEMO_NETS = 16
-DEMO_EPOCHS = 5
+DEMO_NETS = 24
+DEMO_EPOCHS = 8
 
 
 def add_parser(sub):
