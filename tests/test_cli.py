@@ -135,3 +135,19 @@ def test_result_round_trip(ckpt, tmp_path):
     np.testing.assert_allclose(back["conv1"].core, res["conv1"].core)
     np.testing.assert_allclose(back["conv1"].diagrams[1], res["conv1"].diagrams[1])
     pd.testing.assert_frame_equal(back.to_frame(), res.to_frame(), check_dtype=False)
+
+
+def test_analyze_with_report_and_null(ckpt, tmp_path):
+    out = tmp_path / "rep"
+    assert run("analyze", ckpt, "--out", out, "--k", 20, "--layers", "conv1", "--null-draws", 1,
+               "--report") == 0
+    html = (out / "report.html").read_text()
+    assert "conv1" in html and "http://" not in html.replace("http://www.w3.org", "")
+    df = pd.read_csv(out / "layers.csv")
+    assert {"frac_primary", "null_h1_max", "h1_ratio_null_max"} <= set(df.columns)
+    assert df.loc[0, "h1_ratio_null_max"] > 2  # a real circle stands far above matched noise
+
+
+def test_null_init_needs_draws(ckpt, tmp_path, capsys):
+    assert run("analyze", ckpt, "--out", tmp_path / "o", "--null-init", ckpt) == 2
+    assert "null_draws" in _err(capsys)

@@ -151,3 +151,27 @@ def test_missing_and_bad_source(tmp_path):
         load_kernels(tmp_path / "nope.pt")
     with pytest.raises(InputError, match="source must be"):
         as_bundle(42)
+
+
+def test_keras3_zip_with_depthwise(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    import io
+    import zipfile
+
+    conv = np.random.default_rng(3).normal(size=(3, 3, 2, 4)).astype(np.float32)   # HWIO
+    dw = np.random.default_rng(4).normal(size=(5, 5, 4, 2)).astype(np.float32)     # HW, in, multiplier
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f["layers/conv2d/vars/0"] = conv
+        f["layers/conv2d/vars/1"] = np.zeros(4, np.float32)
+        f["layers/depthwise_conv2d/vars/0"] = dw
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", buf.getvalue())
+    b = load_kernels(tmp_path / "m.keras")
+    assert b.format == "keras"
+    assert b.kernels["layers/conv2d"].shape == (4, 2, 3, 3)
+    np.testing.assert_allclose(b.kernels["layers/conv2d"][1, 0], conv[:, :, 0, 1])
+    k = b.kernels["layers/depthwise_conv2d"]
+    assert k.shape == (8, 1, 5, 5)  # one slice per (channel, multiplier)
+    np.testing.assert_allclose(k[3, 0], dw[:, :, 1, 1])  # channel 1, multiplier 1 -> out 1*2+1

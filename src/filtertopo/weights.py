@@ -74,7 +74,7 @@ class KernelBundle:
 
 
 def _layer_name(key: str) -> str:
-    for suffix in (".weight", "/kernel:0", "/kernel", ".kernel"):
+    for suffix in (".weight", "/kernel:0", "/kernel", ".kernel", "/vars/0"):
         if key.endswith(suffix):
             return key[: -len(suffix)]
     return key
@@ -335,8 +335,7 @@ def _load_keras(path, allow_pickle=False):
             if isinstance(obj, h5py.Dataset):
                 arr = obj[()]
                 items.append((name, arr))
-                leaf = name.rsplit("/", 1)[-1]
-                if "depthwise" in leaf:
+                if "depthwise" in name.lower():
                     layouts[name] = "HWIM"
                 elif np.ndim(arr) == 4:
                     layouts[name] = "HWIO"
