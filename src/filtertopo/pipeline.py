@@ -166,9 +166,13 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
     if circular and summary.get("n_significant", 0) >= 1 and len(core) >= 10:
         from .circular import circular_coordinates
 
-        cc = circular_coordinates(core, n_landmarks=min(200, len(core)), seed=seed)
-        theta = cc.theta.astype(np.float32)
-        extras["circular"] = {"bar": list(cc.bar), "n_landmarks": cc.n_landmarks, "prime": cc.prime}
+        try:
+            cc = circular_coordinates(core, n_landmarks=min(200, len(core)), seed=seed)
+        except InputError as e:  # e.g. the landmark subsample shows no loop: keep the layer, say why
+            extras["circular"] = {"error": str(e)}
+        else:
+            theta = cc.theta.astype(np.float32)
+            extras["circular"] = {"bar": list(cc.bar), "n_landmarks": cc.n_landmarks, "prime": cc.prime}
     from .verdict import layer_verdict
 
     verdict = layer_verdict(by_coeff, core, theta=theta)
