@@ -1,6 +1,9 @@
-"""Tracking the filter topology over training: pooling by step, known answer, broken runs."""
+"""Tracking the filter topology over training: pooling by step, known answer, broken runs,
+the null-model margin against step and the tracking report."""
 
+import inspect
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +12,28 @@ torch = pytest.importorskip("torch")
 
 from filtertopo.cli import main  # noqa: E402
 from filtertopo.errors import InputError  # noqa: E402
-from filtertopo.training import SnapshotWriter, track, train  # noqa: E402
+from filtertopo.pipeline import analyze  # noqa: E402
+from filtertopo.report.track_html import write_track_report  # noqa: E402
+from filtertopo.training import SnapshotWriter, TrainConfig, track, train  # noqa: E402
+from filtertopo.training.track import plot_track, track_panels  # noqa: E402
+
+FAST = dict(layers="conv1", k=20, n_landmarks=80, progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny trained runs (seed_000, seed_001) with snapshots at steps 0 and 2."""
+    root = tmp_path_factory.mktemp("runs")
+    for s in (0, 1):
+        train(TrainConfig(dataset="digits", n_train=64, epochs=1, snapshot_every=2,
+                          eval_samples=32, threads=1, seed=s), root / f"seed_{s:03d}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tracked(runs):
+    """Those runs tracked with one null draw per step."""
+    return track(sorted(runs.glob("seed_*")), null_draws=1, **FAST)
 
 
 def fake_run(root, seed, circle_filters, steps=(0, 100)):
@@ -73,16 +97,94 @@ def test_no_snapshots_is_an_input_error(tmp_path):
         track([tmp_path / "missing"], progress=False)
 
 
-def test_cli_track_on_trained_runs(tmp_path, capsys):
-    base = dict(dataset="digits", n_train=32, batch_size=16, epochs=1, eval_samples=16,
-                snapshot_every=2, threads=1)
-    for s in (0, 1):
-        train(dict(base, seed=s), tmp_path / "runs" / f"seed_{s:03d}")
-    rc = main(["track", str(tmp_path / "runs"), "--layers", "conv1", "--k", "20",
+
+
+def test_cli_track_on_trained_runs(runs, tmp_path, capsys):
+    rc = main(["track", str(runs), "--layers", "conv1", "--k", "20",
                "--n-landmarks", "80", "--out", str(tmp_path / "t"), "--no-progress"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "conv1" in out and "wrote" in out
     table = json.loads((tmp_path / "t" / "track.json").read_text())["rows"]
     assert [r["step"] for r in table] == [0, 2] and all(r["n_runs"] == 2 for r in table)
-    assert main(["track", str(tmp_path / "runs"), "--out", str(tmp_path / "t")]) == 2
+    assert not (tmp_path / "t" / "report.html").exists()
+    assert main(["track", str(runs), "--out", str(tmp_path / "t")]) == 2
+
+
+def test_track_defaults_match_analyze():
+    tp, ap = inspect.signature(track).parameters, inspect.signature(analyze).parameters
+    for name in ("k", "p", "maxdim", "seed", "n_landmarks", "max_points", "null_draws"):
+        assert tp[name].default == ap[name].default, name
+    assert tp["max_points"].default == 10000
+
+
+def test_null_draws_add_the_margin_against_step(tracked, runs):
+    t = tracked.table
+    assert list(t["step"]) == [0, 2]
+    for col in ("null_h1_mean", "null_h1_max", "h1_margin_z", "h1_ratio_null_max",
+                "null_frac_circle", "frac_primary"):
+        assert col in t, col
+    assert t["h1_ratio_null_max"].notna().all()
+    assert np.allclose(t["h1_ratio_null_max"], t["h1_1"] / t["null_h1_max"])
+    assert tracked.config["null_draws"] == 1
+    assert track_panels(t) == ("h1", "fractions", "margin", "verdict")
+    fig = plot_track(t)
+    assert len(fig.axes) >= 4  # 4 panels (+ a twin axis when h1_margin_z is finite)
+    labels = {ln.get_label() for ax in fig.axes for ln in ax.get_lines()}
+    assert {"h1_ratio_null_max", "frac_primary (circle)", "null longest bar, max"} <= labels
+    # without the null model there is no margin panel and no null column
+    plain = track(sorted(runs.glob("seed_*")), **FAST).table
+    assert "h1_ratio_null_max" not in plain
+    assert track_panels(plain) == ("h1", "fractions", "verdict")
+    with pytest.raises(InputError, match="null_draws must be an integer >= 0; got -1"):
+        track(sorted(runs.glob("seed_*")), null_draws=-1, **FAST)
+
+
+def test_report_is_self_contained_with_a_row_per_step(tracked, tmp_path):
+    path = write_track_report(tracked, tmp_path / "report.html")
+    text = path.read_text(encoding="utf-8")
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in text
+    rows = re.findall(r'<tr class="(?:detail|row)" data-step="(\d+)" data-layer="conv1">', text)
+    assert rows == ["0", "2"]  # one row per step (one layer)
+    assert re.search(r'<img class="fig curves" alt="tracked quantities against step" '
+                     r'src="data:image/png;base64,', text)
+    assert "h1_ratio_null_max" in text  # margin column in the table and curve caption
+    # first and last step analysed layer by layer, as in the analysis report
+    for step in (0, 2):
+        assert f'<section class="step" id="step-{step}">' in text
+        assert f"<h2>step {step} &middot; conv1" in text
+    assert len(re.findall(r'<svg class="mapper" id="mapper-(\d+)"', text)) == 2
+    assert text.count('class="gallery"') == 2
+    data = json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)'
+                                r"</script>", text, re.S).group(1))
+    assert len(data["layers"]) == 2 and all(d["sizes"] for d in data["layers"])
+    with pytest.raises(InputError, match="exists and force is off"):
+        write_track_report(tracked, path)
+    # detail_steps picks the sections; an untracked step names the tracked ones
+    write_track_report(tracked, path, force=True, detail_steps=[2])
+    text = path.read_text(encoding="utf-8")
+    assert 'id="step-2"' in text and 'id="step-0"' not in text
+    with pytest.raises(InputError, match=r"detail_steps must be tracked steps \[0, 2\]"):
+        write_track_report(tracked, tmp_path / "other.html", detail_steps=[5])
+
+
+def test_cli_track_report_and_exit_codes(runs, tmp_path, capsys):
+    out = tmp_path / "t"
+    args = ["track", str(runs), "--layers", "conv1", "--k", "20", "--n-landmarks", "80",
+            "--out", str(out), "--no-progress", "--null-draws", "1", "--report"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "h1_ratio_null_max" in printed and "report.html" in printed
+    report = out / "report.html"
+    assert report.is_file()
+    assert "Layer x step" in report.read_text(encoding="utf-8")
+    report.write_text("keep me")
+    assert main(args) == 2  # refuses before any work
+    assert "already holds report.html" in capsys.readouterr().err
+    assert report.read_text() == "keep me"
+    assert main(args + ["--force"]) == 0
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert main(args[:-3] + ["--null-draws", "-1", "--out", str(tmp_path / "u")]) == 2

@@ -11,13 +11,20 @@ def add_parser(sub):
         description="Analyse every snapshot of the run folders (written by `filtertopo train "
                     "--snapshot-every N`), pooling runs by step as the paper pools networks. "
                     "A folder holding seed_* runs (train --seeds) stands for all of them. "
-                    "Writes DIR/track.csv, track.json, track_h1.png and steps/step_<n>/.")
+                    "Writes DIR/track.csv, track.json, track_h1.png and steps/step_<n>/; "
+                    "with --report also DIR/report.html.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     p.add_argument("--layers", default=None, help="layer selector, e.g. conv1 or 1 (default all)")
     p.add_argument("--steps", default=None, help="comma-separated steps (default all)")
     p.add_argument("--mapper-steps", default="",
                    help="comma-separated steps at which to draw Mapper graphs of the core")
     add_analysis_options(p)
+    p.add_argument("--null-draws", type=int, default=0,
+                   help="matched Gaussian null draws per layer and step; adds the null margin "
+                        "columns and curve (default 0: off)")
+    p.add_argument("--report", action="store_true",
+                   help="also write DIR/report.html: table, curves, and the first, last and "
+                        "--mapper-steps steps analysed layer by layer")
     p.set_defaults(func=run)
 
 
@@ -37,6 +44,8 @@ def expand_runs(paths):
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     import pandas as pd
 
     from ..errors import InputError
@@ -50,15 +59,27 @@ def run(args) -> int:
 
     steps = ints("--steps", args.steps) if args.steps else None
     mapper_steps = ints("--mapper-steps", args.mapper_steps)
-    res = track(expand_runs(args.runs), layers=args.layers, k=args.k, p=args.p, coeff=args.coeff,
-                seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
-                steps=steps, mapper_steps=mapper_steps, progress=args.progress, out=args.out,
-                force=args.force)
+    report = Path(args.out) / "report.html"
+    if args.report and report.exists() and not args.force:
+        # before any work: tracking can take minutes
+        raise InputError(f"--out {args.out!r} already holds report.html; choose another "
+                         "folder or pass --force to overwrite it.")
+    res = track(expand_runs(args.runs), layers=args.layers, k=args.k, p=args.p,
+                maxdim=args.maxdim, coeff=args.coeff, seed=args.seed,
+                n_landmarks=args.n_landmarks, max_points=args.max_points,
+                null_draws=args.null_draws, steps=steps, mapper_steps=mapper_steps,
+                progress=args.progress, out=args.out, force=args.force)
+    if args.report:
+        from ..report.track_html import write_track_report
+
+        write_track_report(res, report, force=args.force)
     cols = [c for c in ("step", "epoch", "n_runs", "test_acc", "layer", "n_filters", "n_core",
-                        "k", "h1_1", "h1_2", "h1_gap_ratio", "verdict") if c in res.table]
-    with pd.option_context("display.width", 160, "display.precision", 3):
+                        "k", "h1_1", "h1_2", "h1_gap_ratio", "frac_primary", "null_h1_max",
+                        "h1_ratio_null_max", "h1_margin_z", "verdict") if c in res.table]
+    with pd.option_context("display.width", 200, "display.precision", 3):
         print(res.table[cols].to_string(index=False))
     for m in res.missing:
         print(f"note: {m}")
-    print(f"wrote {args.out}/track.csv, track.json, track_h1.png")
+    print(f"wrote {args.out}/track.csv, track.json, track_h1.png"
+          + (", report.html" if args.report else ""))
     return 0

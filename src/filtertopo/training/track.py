@@ -7,6 +7,11 @@ step goes through :func:`filtertopo.analyze`. The result is a table with one
 row per (step, layer): the longest H1 persistences, the verdict, every column
 the core puts in ``LayerResult.metrics`` (shape fractions, null-model margin...),
 the mean train/test accuracy of the pooled runs, and how many runs were pooled.
+With ``null_draws >= 1`` every step is also compared with matched Gaussian
+filters (:func:`filtertopo.nullmodel.null_margin`), so the margin of the longest
+H1 bar over chance can be followed against step. :func:`plot_track` draws the
+curves; :func:`filtertopo.report.track_html.write_track_report` puts them, the
+table and the first and last steps' analyses into one self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 from ..errors import InputError
 from .snapshots import read_index
 
-__all__ = ["track", "TrackResult", "plot_track", "TRACK_FILES"]
+__all__ = ["track", "TrackResult", "plot_track", "plot_track_panel", "track_panels",
+           "TRACK_FILES", "TRACK_PANELS"]
 
 TRACK_FILES = ("track.csv", "track.json", "track_h1.png")
 
@@ -36,7 +42,9 @@ class TrackResult:
     table : pandas.DataFrame
         One row per (step, layer): ``step, epoch, n_runs, train_acc, test_acc,
         test_acc_std`` then the columns of :meth:`AnalysisResult.to_frame`
-        (``layer, n_filters, n_core, h1_1, h1_2, h1_3, h1_gap_ratio, verdict``, metrics).
+        (``layer, n_filters, n_core, h1_1, h1_2, h1_3, h1_gap_ratio, verdict``, metrics
+        such as ``frac_primary`` and, with ``null_draws``, ``null_h1_mean``,
+        ``null_h1_max``, ``h1_margin_z``, ``h1_ratio_null_max``, ``null_frac_circle``).
     missing : tuple of str
         What was missing or inconsistent in the run folders.
     runs : tuple of str
@@ -57,8 +65,10 @@ class TrackResult:
 
     def save(self, out_dir, *, force: bool = False, figures: bool = True,
              steps_detail: bool = True) -> Path:
-        """Write ``track.csv``, ``track.json``, ``track_h1.png`` (one panel per layer)
-        and, with ``steps_detail``, each step's analysis under ``steps/step_<n>/``."""
+        """Write ``track.csv``, ``track.json``, ``track_h1.png`` (:func:`plot_track`),
+        ``mapper_<layer>_step_<n>.png`` at the ``mapper_steps`` and, with
+        ``steps_detail``, each step's analysis under ``steps/step_<n>/`` (six-digit
+        step, readable by :meth:`AnalysisResult.load`)."""
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {str(out)!r} is a file; choose a folder path.")
@@ -75,92 +85,185 @@ class TrackResult:
             for step, res in self.results.items():
                 res.save(out / "steps" / f"step_{step:06d}", force=True)
         if figures and len(self.table):
-            import matplotlib
+            from matplotlib.figure import Figure
 
-            matplotlib.use("Agg", force=False) if not _has_display() else None
-            import matplotlib.pyplot as plt
-
-            fig = plot_track(self.table)
-            fig.savefig(out / "track_h1.png", dpi=120, bbox_inches="tight")
-            plt.close(fig)
+            plot_track(self.table).savefig(out / "track_h1.png", dpi=120, bbox_inches="tight")
             if self.mapper:
                 from ..report.figures import plot_mapper
 
                 for (step, layer), graph in self.mapper.items():
                     lr = self.results[step][layer]
-                    fig, ax = plt.subplots(figsize=(6, 6))
+                    ax = Figure(figsize=(6, 6)).add_subplot()
                     plot_mapper(graph, lr.core, ax=ax, kernel_shape=lr.kernel_shape)
                     ax.set_title(f"{layer}, step {step}: " + ax.get_title())
-                    fig.savefig(out / f"mapper_{layer}_step_{step:06d}.png", dpi=100,
-                                bbox_inches="tight")
-                    plt.close(fig)
+                    ax.figure.savefig(out / f"mapper_{layer}_step_{step:06d}.png", dpi=100,
+                                      bbox_inches="tight")
         return out
 
 
-def _has_display():
-    import matplotlib
+#: Panels of :func:`plot_track`, top to bottom. "margin" appears only when the table has
+#: null-model columns (``track(..., null_draws >= 1)``).
+TRACK_PANELS = ("h1", "fractions", "margin", "verdict")
+_MARGIN_COLS = ("h1_ratio_null_max", "h1_margin_z")
+_VERDICT_COLORS = {"none": "0.55", "circle": "tab:green", "clusters": "tab:orange",
+                   "three-circle": "tab:blue", "klein-bottle": "tab:purple",
+                   "multiple": "tab:red"}
 
-    return matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo")
+
+def _has(t, col) -> bool:
+    return col in t and t[col].notna().any()
 
 
-_EXTRA_PLOT = ("frac_primary", "circle", "null", "margin")
+def track_panels(table) -> tuple:
+    """The panels :func:`plot_track` draws for this table (a subset of :data:`TRACK_PANELS`)."""
+    margin = any(_has(table, c) for c in _MARGIN_COLS)
+    return tuple(p for p in TRACK_PANELS if p != "margin" or margin)
 
 
-def plot_track(table, layers=None, axes=None):
-    """Longest H1 persistences (and metrics such as circle fraction / null margin
-    when present) against step, one column of panels per layer.
+def plot_track_panel(table, layer: str, panel: str, ax=None):
+    """One quantity of one layer against step.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`TrackResult.table`.
+    layer : str
+        A value of the ``layer`` column.
+    panel : {"h1", "fractions", "margin", "verdict"}
+        ``"h1"``: the three longest H1 persistences (and the null model's mean and
+        largest longest bar, dashed grey, when present). ``"fractions"``: the circle
+        fraction ``frac_primary`` (fraction of core filters near the primary circle),
+        the other shape fractions, ``null_frac_circle`` and the test accuracy.
+        ``"margin"``: ``h1_ratio_null_max`` (observed longest bar over the largest
+        null bar; above the dashed line at 1 = above every null draw) and, on the
+        right axis, ``h1_margin_z`` when finite. ``"verdict"``: the verdict per step.
+    ax : matplotlib Axes, optional
+        Created (on a new Figure) when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if panel not in TRACK_PANELS:
+        raise InputError(f"panel must be one of {TRACK_PANELS}; got {panel!r}.")
+    t = table[table["layer"] == layer].sort_values("step")
+    if t.empty:
+        raise InputError(f"layer must be a layer of the table "
+                         f"{sorted(set(table['layer']))}; got {layer!r}.")
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(4.5, 2.6), layout="constrained").add_subplot()
+    x = t["step"].to_numpy()
+    handles = []
+    if panel == "h1":
+        for c, style in (("h1_1", "-o"), ("h1_2", "--"), ("h1_3", ":")):
+            if c in t:
+                handles += ax.plot(x, t[c], style, ms=3, label=c.replace("h1_", "H1 bar "))
+        for c, style in (("null_h1_mean", ":"), ("null_h1_max", "--")):
+            if _has(t, c):
+                handles += ax.plot(x, t[c], style, color="0.5", lw=1,
+                                   label=c.replace("null_h1_", "null longest bar, "))
+        ax.set_ylabel("H1 persistence")
+    elif panel == "fractions":
+        if _has(t, "frac_primary"):
+            handles += ax.plot(x, t["frac_primary"], "-o", ms=3, color="tab:green",
+                               label="frac_primary (circle)")
+        for c in [c for c in t.columns if c.startswith("frac_") and c != "frac_primary"] \
+                + ["null_frac_circle"]:
+            if _has(t, c) and np.issubdtype(t[c].dtype, np.number):
+                handles += ax.plot(x, t[c], "-", lw=1, alpha=0.7, label=c)
+        if _has(t, "test_acc"):
+            handles += ax.plot(x, t["test_acc"], "-", color="k", label="test acc")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("fraction")
+    elif panel == "margin":
+        if _has(t, "h1_ratio_null_max"):
+            handles += ax.plot(x, t["h1_ratio_null_max"], "-o", ms=3, color="tab:red",
+                               label="h1_ratio_null_max")
+            ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
+        ax.set_ylabel("observed / null max")
+        z = t["h1_margin_z"].to_numpy(dtype=float) if "h1_margin_z" in t else np.array([])
+        if np.isfinite(z).any():
+            tw = ax.twinx()
+            handles += tw.plot(x, z, "-s", ms=3, color="tab:purple", label="h1_margin_z")
+            tw.set_ylabel("z")
+        if not handles:
+            ax.text(0.5, 0.5, "no null model (null_draws=0)", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4")
+    else:
+        from ..verdict import LABELS
+
+        seen = list(dict.fromkeys(t["verdict"].astype(str)))
+        labels = [v for v in LABELS if v in seen or v in ("none", "circle")] \
+            + [v for v in seen if v not in LABELS]
+        y = [labels.index(v) for v in t["verdict"].astype(str)]
+        ax.scatter(x, y, c=[_VERDICT_COLORS.get(v, "k") for v in t["verdict"].astype(str)],
+                   s=22, zorder=3)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(-0.5, len(labels) - 0.5)
+        ax.grid(axis="y", color="0.9")
+        ax.set_ylabel("verdict")
+    if handles:
+        ax.legend(handles=handles, fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole batches
+    return ax
+
+
+def plot_track(table, layers=None, axes=None, *, fig=None):
+    """Every panel of :func:`plot_track_panel` against step, one column per layer.
+
+    Rows, top to bottom: the longest H1 persistences; the circle fraction
+    (``frac_primary``) with the other fractions and test accuracy; the null-model
+    margin (only when the table has it); the verdict per step.
 
     Parameters
     ----------
     table : pandas.DataFrame
         :attr:`TrackResult.table`.
     layers : list of str, optional
+        Default every layer of the table, in order.
     axes : array of Axes, optional
-        Shape (2, n_layers); created when None.
+        Shape ``(len(track_panels(table)), n_layers)``; created when None.
+    fig : matplotlib Figure, optional
+        Where to create the axes (a new Figure when None).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
     layers = list(dict.fromkeys(table["layer"])) if layers is None else list(layers)
-    extra = [c for c in table.columns if any(t in c for t in _EXTRA_PLOT)
-             and np.issubdtype(table[c].dtype, np.number)]
+    panels = track_panels(table)
     if axes is None:
-        fig, axes = plt.subplots(2, len(layers), figsize=(4.5 * len(layers), 6.5),
-                                 squeeze=False, sharex="col")
+        if fig is None:
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=(4.5 * len(layers), 2.3 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), len(layers), squeeze=False, sharex="col",
+                            gridspec_kw=dict(height_ratios=[0.7 if p == "verdict" else 1
+                                                            for p in panels]))
     else:
-        axes = np.asarray(axes).reshape(2, -1)
+        axes = np.asarray(axes, dtype=object)
+        if axes.size != len(panels) * len(layers):
+            raise InputError(f"axes must hold {len(panels)} x {len(layers)} Axes (panels "
+                             f"{panels} x layers); got {axes.size}. Pass axes=None to create "
+                             "them.")
+        axes = axes.reshape(len(panels), len(layers))
         fig = axes[0, 0].figure
     for j, name in enumerate(layers):
-        t = table[table["layer"] == name].sort_values("step")
-        ax = axes[0, j]
-        for c, style in (("h1_1", "-o"), ("h1_2", "--"), ("h1_3", ":")):
-            if c in t:
-                ax.plot(t["step"], t[c], style, ms=3, label=c.replace("h1_", "H1 bar "))
-        for _, r in t.iterrows():
-            if r["verdict"] == "circle":
-                ax.annotate("c", (r["step"], r["h1_1"]), fontsize=7, ha="center",
-                            va="bottom", color="tab:green")
-        ax.set_title(f"{name}  (c = circle verdict)")
-        ax.set_ylabel("H1 persistence")
-        ax.legend(fontsize=7)
-        ax = axes[1, j]
-        if "test_acc" in t and t["test_acc"].notna().any():
-            ax.plot(t["step"], t["test_acc"], "-", color="k", label="test acc")
-        for c in extra:
-            ax.plot(t["step"], t[c], "-", label=c)
-        ax.set_xlabel("step")
-        ax.set_ylabel("accuracy / metric")
-        ax.legend(fontsize=7)
+        for i, panel in enumerate(panels):
+            plot_track_panel(table, name, panel, ax=axes[i, j])
+        axes[0, j].set_title(name)
+        axes[-1, j].set_xlabel("step")
     return fig
 
 
-def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, coeff=2, seed: int = 0,
-          n_landmarks: int = 500, max_points: int | None = 20000, steps=None,
-          mapper_steps=(), clamp_k: bool = True, progress: bool | None = None, out=None,
-          force: bool = False) -> TrackResult:
+def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 1, coeff=2,
+          seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
+          null_draws: int = 0, steps=None, mapper_steps=(), clamp_k: bool = True,
+          progress: bool | None = None, out=None, force: bool = False) -> TrackResult:
     """Analyse every snapshot of the runs, pooling runs by step.
 
     Parameters
@@ -171,8 +274,13 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, coeff=2, seed:
         missing is listed in :attr:`TrackResult.missing`.
     layers : str or list, optional
         Layer selector (``"conv1"``, ``"1"``, globs); default all conv layers.
-    k, p, coeff, seed, n_landmarks, max_points
-        Passed to :func:`filtertopo.analyze`.
+    k, p, maxdim, coeff, seed, n_landmarks, max_points
+        Passed to :func:`filtertopo.analyze` (same defaults).
+    null_draws : int, default=0
+        Matched Gaussian null draws per layer and step, passed to
+        :func:`filtertopo.analyze`: adds ``null_h1_mean``, ``null_h1_max``,
+        ``h1_margin_z``, ``h1_ratio_null_max``, ``null_frac_circle``... to the table
+        and a margin panel to the figure. Each draw costs about one more analysis.
     steps : list of int, optional
         Only these steps (default every step present in any run).
     mapper_steps : list of int
@@ -204,6 +312,10 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, coeff=2, seed:
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise InputError("run_dirs is empty; pass at least one run folder.")
+    if isinstance(null_draws, bool) or not isinstance(null_draws, (int, np.integer)) \
+            or null_draws < 0:
+        raise InputError(f"null_draws must be an integer >= 0; got {null_draws!r}. "
+                         "Pass e.g. 3 (--null-draws 3), or 0 to skip the null model.")
     if out is not None:
         existing = [f for f in TRACK_FILES if (Path(out) / f).exists()]
         if existing and not force:
@@ -243,9 +355,10 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, coeff=2, seed:
     for step in tqdm(chosen, desc="snapshots", disable=not show):
         snaps = by_step[step]
         try:
-            res = analyze([str(s.path) for s in snaps], layers=layers, k=k, p=p, coeff=coeff,
-                          seed=seed, n_landmarks=n_landmarks, max_points=max_points,
-                          clamp_k=clamp_k, progress=False)
+            res = analyze([str(s.path) for s in snaps], layers=layers, k=k, p=p, maxdim=maxdim,
+                          coeff=coeff, seed=seed, n_landmarks=n_landmarks,
+                          max_points=max_points, null_draws=int(null_draws), clamp_k=clamp_k,
+                          progress=False)
         except InputError as exc:
             raise InputError(f"step {step}: {exc}") from None
         results[step] = res
@@ -266,8 +379,9 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, coeff=2, seed:
                 layer_row["mapper_b0"], layer_row["mapper_b1"] = map(int, g.betti())
             rows.append({**head, **layer_row})
     table = pd.DataFrame(rows)
-    config = dict(layers=layers, k=k, p=p, coeff=coeff, seed=seed, n_landmarks=n_landmarks,
-                  max_points=max_points, clamp_k=clamp_k, steps=chosen, mapper_steps=mapper_steps)
+    config = dict(layers=layers, k=k, p=p, maxdim=maxdim, coeff=coeff, seed=seed,
+                  n_landmarks=n_landmarks, max_points=max_points, null_draws=int(null_draws),
+                  clamp_k=clamp_k, steps=chosen, mapper_steps=mapper_steps)
     result = TrackResult(table, tuple(missing), tuple(str(r) for r in run_dirs), config, results,
                          graphs)
     if out is not None:
