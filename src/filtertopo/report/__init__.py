@@ -17,9 +17,10 @@ from .figures import (
     plot_overview,
 )
 from .html import result_table_html, write_report
+from .track_html import write_track_report
 
 __all__ = [
     "FILTER_CMAP", "CIRCLE_CMAP", "plot_barcode", "plot_diagram", "plot_filter",
     "plot_core_projection", "plot_gallery", "gallery_order", "plot_circle", "plot_mapper",
-    "plot_overview", "write_report", "result_table_html",
+    "plot_overview", "write_report", "result_table_html", "write_track_report",
 ]
