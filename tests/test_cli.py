@@ -151,3 +151,11 @@ def test_analyze_with_report_and_null(ckpt, tmp_path):
 def test_null_init_needs_draws(ckpt, tmp_path, capsys):
     assert run("analyze", ckpt, "--out", tmp_path / "o", "--null-init", ckpt) == 2
     assert "null_draws" in _err(capsys)
+
+
+def test_parallel_layers_give_the_same_result(ckpt):
+    from filtertopo import analyze
+
+    one = analyze(str(ckpt), k=20, n_jobs=1, progress=False).to_frame()
+    two = analyze(str(ckpt), k=20, n_jobs=2, progress=False).to_frame()
+    pd.testing.assert_frame_equal(one, two)
