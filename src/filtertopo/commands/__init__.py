@@ -38,7 +38,8 @@ def check_out(args):
 def print_table(result):
     import pandas as pd
 
-    cols = [c for c in ["layer", "shape", "n_filters", "n_core", "k", "p", "h1_1", "h1_2", "h1_gap_ratio",
-                        "verdict"] if c in result.to_frame().columns]
+    df = result.to_frame()
+    cols = [c for c in ["layer", "shape", "n_filters", "n_used", "n_core", "k", "p", "h1_1", "h1_2",
+                        "h1_gap_ratio", "verdict", "frac_primary", "h1_ratio_null_max"] if c in df.columns]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
-        print(result.to_frame()[cols].to_string(index=False))
+        print(df[cols].to_string(index=False))
