@@ -159,3 +159,18 @@ def test_parallel_layers_give_the_same_result(ckpt):
     one = analyze(str(ckpt), k=20, n_jobs=1, progress=False).to_frame()
     two = analyze(str(ckpt), k=20, n_jobs=2, progress=False).to_frame()
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_missing_optional_dependency_is_named(ckpt, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert run("train", "--dataset", "digits", "--epochs", "0", "--out", tmp_path / "r") == 2
+    assert "filtertopo[torch]" in _err(capsys)

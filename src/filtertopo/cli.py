@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Optional dependencies and the extra that installs each.
+_EXTRAS = {"torch": "torch", "mlxtend": "train", "onnx": "onnx", "h5py": "keras", "skimage": "images",
+           "PIL": "images", "torchvision": None, "tensorboard": None}
+
+
 def _showwarning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
@@ -53,6 +58,15 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except FiltertopoError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in _EXTRAS:
+            raise
+        extra = _EXTRAS[top]
+        fix = f"pip install 'filtertopo[{extra}]'" if extra else f"pip install {top}"
+        print(f"error: this command needs the optional package {top!r}, which is not installed. "
+              f"Install it: {fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
