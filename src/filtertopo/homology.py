@@ -48,7 +48,7 @@ def _is_prime(q: int) -> bool:
 
 
 def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None = 500,
-                seed: int = 0, do_cocycles: bool = False) -> Persistence:
+                seed: int = 0, do_cocycles: bool = False, landmarks=None) -> Persistence:
     """Rips persistence diagrams of ``X`` in dimensions 0..maxdim over Z/coeff.
 
     Parameters
@@ -61,6 +61,9 @@ def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None =
         Use this many greedy max-min landmarks when ``n`` is larger; None uses all points.
     seed : int, default=0
     do_cocycles : bool, default=False
+    landmarks : tuple (idx, cover_radius), optional
+        Landmarks already chosen by :func:`~filtertopo.density.maxmin_landmarks` (e.g. to
+        compute several coefficient fields on the same complex); overrides ``n_landmarks``.
 
     Examples
     --------
@@ -78,7 +81,9 @@ def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None =
         raise InputError(f"coeff must be a prime (the field Z/p); got {coeff!r}. Use 2 or 3.")
     if len(X) < 2:
         raise InputError(f"persistence needs at least 2 points; got {len(X)}.")
-    if n_landmarks is not None and len(X) > n_landmarks:
+    if landmarks is not None:
+        lm, radius = np.asarray(landmarks[0]), float(landmarks[1])
+    elif n_landmarks is not None and len(X) > n_landmarks:
         lm, radius = maxmin_landmarks(X, n_landmarks, seed=seed)
     else:
         lm, radius = np.arange(len(X)), 0.0

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .density import dense_core
+from .density import dense_core, maxmin_landmarks
 from .errors import InputError, check_range
 from .filters import FilterSet, filters_from_kernels
 from .homology import bar_summary, persistence
@@ -155,9 +155,11 @@ def analyze_points(points, *, name: str = "points", k: int = 200, p: float = 0.3
         k = n_used - 1
     core_idx, _ = dense_core(X, k, p)
     core = X[core_idx]
+    lm = (maxmin_landmarks(core, n_landmarks, seed=seed) if len(core) > n_landmarks
+          else (np.arange(len(core)), 0.0))  # one complex for every coefficient field
     by_coeff = {}
     for q in coeffs:
-        P = persistence(core, maxdim=maxdim, coeff=q, n_landmarks=n_landmarks, seed=seed)
+        P = persistence(core, maxdim=maxdim, coeff=q, seed=seed, landmarks=lm)
         by_coeff[q] = P.diagrams
     diagrams = by_coeff[coeffs[0]]
     summary = bar_summary(diagrams)

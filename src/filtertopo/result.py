@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["LayerResult", "AnalysisResult", "OUTPUT_FILES"]
+__all__ = ["LayerResult", "AnalysisResult", "OUTPUT_FILES", "check_output_dir"]
 
 #: Files an analysis writes; an output folder holding any of them is never overwritten without force.
 OUTPUT_FILES = ("layers.csv", "analysis.json", "points.npz", "report.html")
@@ -26,6 +26,20 @@ def _dgm_to_json(d):
 def _dgm_from_json(rows):
     a = np.array([[b, np.inf if e is None else e] for b, e in rows], dtype=np.float64)
     return a.reshape(-1, 2)
+
+
+def check_output_dir(out_dir, *, force: bool = False) -> Path:
+    """Refuse an output folder that is a file or already holds results (unless ``force``)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file, not a folder. Choose a folder path.")
+    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
+    if existing and not force:
+        raise InputError(
+            f"--out {str(out)!r} already holds results ({', '.join(existing)}). "
+            "Choose another folder or pass --force to overwrite them."
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -215,15 +229,7 @@ class AnalysisResult:
         Refuses (InputError) when the folder already holds results, unless ``force``;
         other files in the folder are never touched.
         """
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {str(out)!r} is a file, not a folder. Choose a folder path.")
-        existing = [f for f in OUTPUT_FILES if (out / f).exists()]
-        if existing and not force:
-            raise InputError(
-                f"--out {str(out)!r} already holds results ({', '.join(existing)}). "
-                "Choose another folder or pass --force to overwrite them."
-            )
+        out = check_output_dir(out_dir, force=force)
         out.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for layer in self.layers:

@@ -21,18 +21,9 @@ def add_analysis_options(p, *, k=200, p_default=0.3):
 
 def check_out(args):
     """Refuse early (before any work) when --out already holds results."""
-    from pathlib import Path
+    from ..result import check_output_dir
 
-    from ..errors import InputError
-    from ..result import OUTPUT_FILES
-
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file, not a folder. Choose a folder path.")
-    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
-    if existing and not args.force:
-        raise InputError(f"--out {str(out)!r} already holds results ({', '.join(existing)}). "
-                         "Choose another folder or pass --force to overwrite them.")
+    check_output_dir(args.out, force=args.force)
 
 
 def print_table(result):
