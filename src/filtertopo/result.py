@@ -16,6 +16,9 @@ __all__ = ["LayerResult", "AnalysisResult", "OUTPUT_FILES", "check_output_dir"]
 
 #: Files an analysis writes; an output folder holding any of them is never overwritten without force.
 OUTPUT_FILES = ("layers.csv", "analysis.json", "points.npz", "report.html")
+#: Files :meth:`AnalysisResult.save` writes (``manifest.json`` last, listing the others).
+SAVED_FILES = ("points.npz", "analysis.json", "layers.csv")
+RESULT_NAMES = (*OUTPUT_FILES, "manifest.json")
 _SEP = "::"
 
 
@@ -29,17 +32,16 @@ def _dgm_from_json(rows):
 
 
 def check_output_dir(out_dir, *, force: bool = False) -> Path:
-    """Refuse an output folder that is a file or already holds results (unless ``force``)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file, not a folder. Choose a folder path.")
-    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
-    if existing and not force:
-        raise InputError(
-            f"--out {str(out)!r} already holds results ({', '.join(existing)}). "
-            "Choose another folder or pass --force to overwrite them."
-        )
-    return out
+    """Refuse, before any work, an output folder that cannot receive an analysis.
+
+    A file, a dangling symbolic link, a path too long for the file system, a folder that
+    cannot be written, a result name that is a folder, a folder another process is writing,
+    and a folder that already holds results (unless ``force``) are refused with InputError.
+    See :func:`filtertopo._io.check_output_dir`.
+    """
+    from ._io import check_output_dir as _check
+
+    return _check(out_dir, force=force, names=RESULT_NAMES)
 
 
 @dataclass(frozen=True)
@@ -224,48 +226,211 @@ class AnalysisResult:
         }
 
     def save(self, out_dir, *, force: bool = False) -> Path:
-        """Write ``layers.csv``, ``analysis.json`` and ``points.npz`` to ``out_dir``.
+        """Write ``layers.csv``, ``analysis.json``, ``points.npz`` and ``manifest.json`` to ``out_dir``.
 
-        Refuses (InputError) when the folder already holds results, unless ``force``;
-        other files in the folder are never touched.
+        Refuses (InputError) when the folder already holds results, unless ``force``; other
+        files in the folder are never touched. The save is atomic as a whole: the files are
+        written into a temporary folder inside ``out_dir`` and moved into place after a
+        ``manifest.json`` (run id, version, sha256 and size of each file) that :meth:`load`
+        verifies, so an interrupted save or a full disk never leaves a folder that loads as a
+        mix of two runs. A ``report.html`` of a previous run is renamed ``report.html.stale``.
+        A second process saving into the same folder at the same time gets an InputError.
         """
-        out = check_output_dir(out_dir, force=force)
-        out.mkdir(parents=True, exist_ok=True)
+        from ._io import save_folder
+
         arrays = {}
         for layer in self.layers:
             arrays[f"{layer.name}{_SEP}core"] = np.asarray(layer.core, dtype=np.float32)
             arrays[f"{layer.name}{_SEP}provenance"] = np.asarray(layer.provenance, dtype=np.int64)
             if layer.theta is not None:
                 arrays[f"{layer.name}{_SEP}theta"] = np.asarray(layer.theta, dtype=np.float32)
-        _atomic(out / "points.npz", lambda p: np.savez_compressed(p, **arrays), suffix=".npz")
-        _atomic(out / "analysis.json",
-                lambda p: p.write_text(json.dumps(_finite(self.to_json()), indent=1, default=_json_default,
-                                                  allow_nan=False)))
-        _atomic(out / "layers.csv", lambda p: self.to_frame().to_csv(p, index=False))
-        return out
+        text = json.dumps(_finite(self.to_json()), indent=1, default=_json_default, allow_nan=False)
+        frame = self.to_frame()
+        save_folder(out_dir, {
+            "points.npz": lambda p: np.savez_compressed(p, **arrays),
+            "analysis.json": lambda p: p.write_text(text, encoding="utf-8"),
+            "layers.csv": lambda p: frame.to_csv(p, index=False),
+        }, force=force, names=RESULT_NAMES)
+        return Path(out_dir)
 
     @classmethod
     def load(cls, out_dir) -> "AnalysisResult":
-        """Read a folder written by :meth:`save`."""
+        """Read a folder written by :meth:`save`.
+
+        The folder's ``manifest.json`` is verified first: a file missing, of another size or
+        another sha256 (an interrupted save, files mixed from two runs, hand edits) is an
+        InputError. A folder without a manifest (older filtertopo) loads with a warning. Then
+        ``analysis.json`` and ``points.npz`` are checked for shape and type; any problem is an
+        InputError naming the file, never a traceback.
+        """
+        from ._io import verify_folder
+
         out = Path(out_dir)
+        _check_results_folder(out)
+        verify_folder(out, required=SAVED_FILES)
         js = out / "analysis.json"
-        if not js.is_file():
-            raise InputError(f"{str(out)!r} holds no analysis.json; run `filtertopo analyze ... --out {out}` first.")
-        try:
-            data = json.loads(js.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{js}: not valid JSON ({e}); re-run the analysis.") from None
-        arrays = {}
-        if (out / "points.npz").is_file():
-            with np.load(out / "points.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        layers = tuple(
-            LayerResult.from_json(d, arrays.get(f"{d['name']}{_SEP}core"),
-                                  arrays.get(f"{d['name']}{_SEP}provenance"),
-                                  arrays.get(f"{d['name']}{_SEP}theta"))
-            for d in data["layers"]
-        )
+        data = _read_analysis_json(js, out)
+        arrays = _read_points(out / "points.npz", out) if os.path.lexists(out / "points.npz") else {}
+        layers = tuple(_layer_from_json(js, out, i, d, arrays) for i, d in enumerate(data["layers"]))
         return cls(layers, data.get("config", {}), tuple(data.get("skipped", [])))
+
+
+def _rerun(out) -> str:
+    return f"Re-run `filtertopo analyze ... --out {out} --force` to rewrite it."
+
+
+def _check_results_folder(out: Path):
+    try:
+        st_dir = os.stat(out)
+    except FileNotFoundError:
+        raise InputError(f"results folder {str(out)!r} does not exist; run `filtertopo analyze ... "
+                         f"--out {out}` first.") from None
+    except OSError as e:
+        from ._io import describe_oserror
+
+        raise InputError(f"results folder {describe_oserror(e, out)}") from None
+    import stat as _stat
+
+    if not _stat.S_ISDIR(st_dir.st_mode):
+        raise InputError(f"results folder {str(out)!r} is a file, not a folder; pass the folder "
+                         "written by `filtertopo analyze --out DIR`.")
+    js = out / "analysis.json"
+    if not os.path.lexists(js):
+        raise InputError(f"{str(out)!r} holds no analysis.json; run `filtertopo analyze ... --out {out}` first.")
+    try:
+        mode = os.stat(js).st_mode
+    except OSError as e:
+        from ._io import describe_oserror
+
+        raise InputError(f"analysis.json {describe_oserror(e, js)}") from None
+    if not _stat.S_ISREG(mode):
+        raise InputError(f"{str(js)!r} is not a regular file (a folder, FIFO or device). {_rerun(out)}")
+
+
+def _read_analysis_json(js: Path, out: Path) -> dict:
+    try:
+        raw = js.read_bytes()
+    except OSError as e:
+        from ._io import describe_oserror
+
+        raise InputError(f"cannot read analysis.json {describe_oserror(e, js)}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{js}: not UTF-8 text ({e}). {_rerun(out)}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"{js}: not valid JSON ({e}); re-run the analysis.") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{js} must hold a JSON object with a 'layers' list; got a JSON "
+                         f"{type(data).__name__}. {_rerun(out)}")
+    if not isinstance(data.get("layers"), list):
+        got = "no 'layers'" if "layers" not in data else f"'layers' of type {type(data['layers']).__name__}"
+        raise InputError(f"{js} must hold a 'layers' list; got {got}. {_rerun(out)}")
+    if not isinstance(data.get("config", {}), dict):
+        raise InputError(f"{js}: 'config' must be a JSON object; got {type(data['config']).__name__}. "
+                         f"{_rerun(out)}")
+    if not isinstance(data.get("skipped", []), list):
+        raise InputError(f"{js}: 'skipped' must be a list; got {type(data['skipped']).__name__}. "
+                         f"{_rerun(out)}")
+    return data
+
+
+def _read_points(path: Path, out: Path) -> dict:
+    import stat as _stat
+    import zipfile
+    import zlib
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        from ._io import describe_oserror
+
+        raise InputError(f"points.npz {describe_oserror(e, path)}") from None
+    if not _stat.S_ISREG(mode):
+        raise InputError(f"{str(path)!r} is not a regular file. {_rerun(out)}")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as e:
+        raise InputError(f"{path}: not a readable points.npz ({type(e).__name__}: {e}). {_rerun(out)}") from None
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"{path}: array {k!r} has dtype {a.dtype}, not numbers. {_rerun(out)}")
+    return arrays
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _layer_from_json(js: Path, out: Path, i: int, d, arrays: dict) -> "LayerResult":
+    where = f"{js}: layer {i}"
+
+    def bad(msg):
+        return InputError(f"{where}: {msg}. {_rerun(out)}")
+
+    if not isinstance(d, dict):
+        raise bad(f"must be a JSON object; got {type(d).__name__}")
+    name = d.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad("has no 'name' (a non-empty string)" if "name" not in d else f"'name' must be a string; got {name!r}")
+    where = f"{js}: layer {i} ({name!r})"
+    missing = [key for key in ("shape", "n_filters", "n_core", "k", "p", "diagrams") if key not in d]
+    if missing:
+        raise bad(f"lacks {', '.join(map(repr, missing))}")
+    for key in ("n_filters", "n_core", "k", "n_dropped", "n_used", "seed"):
+        if key in d and not (_is_int(d[key]) and d[key] >= 0):
+            raise bad(f"{key!r} must be a non-negative integer; got {d[key]!r}")
+    if isinstance(d["p"], bool) or not isinstance(d["p"], (int, float)) or not math.isfinite(d["p"]):
+        raise bad(f"'p' must be a finite number; got {d['p']!r}")
+    if not isinstance(d["shape"], list) or not all(_is_int(s) and s >= 0 for s in d["shape"]):
+        raise bad(f"'shape' must be a list of non-negative integers; got {d['shape']!r}")
+    ks = d.get("kernel_shape")
+    if ks is not None and (not isinstance(ks, list) or not 1 <= len(ks) <= 3
+                           or not all(_is_int(s) and s >= 1 for s in ks)):
+        raise bad(f"'kernel_shape' must be null or a list like [3, 3] of positive integers; got {ks!r}")
+    for key in ("diagrams",) + (("diagrams_by_coeff",) if "diagrams_by_coeff" in d else ()):
+        if not isinstance(d[key], dict):
+            raise bad(f"{key!r} must be a JSON object; got {type(d[key]).__name__}")
+    for key in ("summary", "metrics", "extras"):
+        if key in d and not isinstance(d[key], dict):
+            raise bad(f"{key!r} must be a JSON object; got {type(d[key]).__name__}")
+    core = arrays.get(f"{name}{_SEP}core")
+    prov = arrays.get(f"{name}{_SEP}provenance")
+    theta = arrays.get(f"{name}{_SEP}theta")
+    pts = out / "points.npz"
+    if core is not None:
+        if core.ndim != 2:
+            raise bad(f"its core in {pts} ({name}{_SEP}core) must be 2-D (points x pixels); got shape {core.shape}")
+        if ks is not None and core.shape[1] != int(np.prod(ks)):
+            raise bad(f"its core points in {pts} have {core.shape[1]} coordinates, but 'kernel_shape' "
+                      f"{ks} needs {int(np.prod(ks))}")
+        if not np.all(np.isfinite(core)):
+            raise bad(f"its core in {pts} holds NaN or infinite values")
+        if len(core) != d["n_core"]:
+            raise bad(f"'n_core' is {d['n_core']}, but its core in {pts} has {len(core)} points")
+    if prov is not None:
+        n = len(core) if core is not None else prov.shape[0] if prov.ndim else -1
+        if prov.ndim != 2 or prov.shape != (n, 3) or prov.dtype.kind not in "iu":
+            raise bad(f"its provenance in {pts} must be integers of shape ({n}, 3); got {prov.dtype} {prov.shape}")
+    if theta is not None:
+        n = len(core) if core is not None else theta.shape[0] if theta.ndim else -1
+        if theta.shape != (n,) or not np.all(np.isfinite(theta)):
+            raise bad(f"its circular coordinate in {pts} must be {n} finite numbers; got shape {theta.shape}")
+    try:
+        layer = LayerResult.from_json(d, core, prov, theta)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        raise bad(f"malformed ({type(e).__name__}: {e})") from None
+    for label, dg in [("diagrams", layer.diagrams),
+                      *[(f"diagrams_by_coeff[{q}]", v) for q, v in layer.diagrams_by_coeff.items()]]:
+        for dim, a in dg.items():
+            if not np.all(np.isfinite(a[:, 0])) or np.any(np.isnan(a[:, 1])):
+                raise bad(f"{label}[{dim}] holds a non-finite birth or a NaN death")
+    return layer
 
 
 def _finite(o):
@@ -291,12 +456,6 @@ def _json_default(o):
     if isinstance(o, os.PathLike):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _atomic(path: Path, write, suffix=""):
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _version() -> str:
