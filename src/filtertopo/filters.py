@@ -71,11 +71,20 @@ def filters_from_kernels(name: str, kernels) -> FilterSet:
             f"layer {name!r}: kernels to pool must all be 4-D with the same spatial size; got shapes "
             f"{[w.shape for w in kernels]}. Pool only checkpoints of the same architecture."
         )
-    pts, prov = [], []
+    # Preallocated, filled per source: no per-source float64 copies or meshgrids to concatenate,
+    # so peak memory is the result (8 * (kh*kw + 3) bytes per filter) plus one source's kernel.
+    # float64 keeps values a float32 cast would overflow (1e300) or flush to zero (1e-300).
+    kh, kw = ks.pop()
+    n = sum(int(w.shape[0]) * int(w.shape[1]) for w in kernels)
+    pts = np.empty((n, kh * kw), dtype=np.float64)
+    prov = np.empty((n, 3), dtype=np.int64)
+    at = 0
     for s, w in enumerate(kernels):
-        o, i, kh, kw = w.shape
-        pts.append(w.reshape(o * i, kh * kw).astype(np.float64))
-        oo, ii = np.meshgrid(np.arange(o), np.arange(i), indexing="ij")
-        prov.append(np.stack([np.full(o * i, s), oo.ravel(), ii.ravel()], axis=1))
-    return FilterSet(name, np.concatenate(pts), np.concatenate(prov).astype(np.int64),
-                     ks.pop(), tuple(tuple(w.shape) for w in kernels))
+        o, i = int(w.shape[0]), int(w.shape[1])
+        m = o * i
+        pts[at:at + m] = w.reshape(m, kh * kw)
+        prov[at:at + m, 0] = s
+        prov[at:at + m, 1] = np.repeat(np.arange(o, dtype=np.int64), i)
+        prov[at:at + m, 2] = np.tile(np.arange(i, dtype=np.int64), o)
+        at += m
+    return FilterSet(name, pts, prov, (kh, kw), tuple(tuple(w.shape) for w in kernels))

@@ -71,7 +71,7 @@ class Normalized:
     kept : ndarray of shape (n_kept,)
         Indices of the kept filters in the input.
     n_dropped : int
-        Filters whose centred norm was below ``eps`` times the layer's median norm.
+        (Near-)constant filters, see :func:`normalize_filters`.
     """
 
     points: np.ndarray
@@ -82,13 +82,22 @@ class Normalized:
 def normalize_filters(X, *, eps: float = 1e-6) -> Normalized:
     """Mean-centre each row of ``X`` and scale it to unit Euclidean norm.
 
+    Scale invariant down to the last bit: each filter is first divided by its own
+    largest absolute value, so 1e300-scaled float64 filters do not overflow and
+    denormal (1e-40) or 1e-300-scaled filters are not mistaken for constant ones
+    (T05, T06). Multiplying a layer by any positive factor that keeps the values
+    finite and non-zero gives the same points.
+
     Parameters
     ----------
     X : array-like of shape (n_filters, d)
         Flattened spatial filters.
     eps : float, default=1e-6
-        A filter is dropped when its centred norm is below ``eps`` times the
-        median centred norm of the layer (or below 1e-12 absolutely).
+        A filter is dropped as (near-)constant when its centred norm is at most ``eps``
+        times its own largest absolute value (a flat filter plus rounding noise), or
+        below ``eps`` times the median centred norm of the layer (a filter that is
+        negligible next to the others). Both tests are relative, so neither depends on
+        the units of the weights.
 
     Returns
     -------
@@ -99,6 +108,9 @@ def normalize_filters(X, *, eps: float = 1e-6) -> Normalized:
     >>> out = normalize_filters([[1., 2., 3., 4.], [5., 5., 5., 5.]])
     >>> out.points.round(3).tolist(), out.n_dropped
     ([[-0.671, -0.224, 0.224, 0.671]], 1)
+    >>> bool(np.allclose(normalize_filters([[1e-300, 2e-300, 4e-300]]).points,
+    ...                  normalize_filters([[1., 2., 4.]]).points))
+    True
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] < 2:
@@ -112,13 +124,23 @@ def normalize_filters(X, *, eps: float = 1e-6) -> Normalized:
             f"filters contain NaN or Inf in {bad} of {len(X)} rows. "
             "Check the checkpoint (a diverged run?) or drop those layers with --layers."
         )
-    C = X - X.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(C, axis=1)
-    scale = float(np.median(norms)) if len(norms) else 0.0
-    keep = norms > max(eps * scale, 1e-12)
+    n = len(X)
+    if n == 0:
+        return Normalized(points=np.zeros((0, X.shape[1])), kept=np.zeros(0, np.int64), n_dropped=0)
+    amax = np.abs(X).max(axis=1)                       # per-filter scale
+    nonzero = amax > 0
+    C = X / np.where(nonzero, amax, 1.0)[:, None]     # entries in [-1, 1]: no overflow, no underflow
+    C -= C.mean(axis=1, keepdims=True)
+    rel = np.linalg.norm(C, axis=1)                    # centred norm / own max abs
+    top = float(amax.max())
+    # centred norm relative to the layer's largest value: comparable across filters, in [0, 2 sqrt(d)]
+    layer = (amax / top) * rel if top > 0 else np.zeros(n)
+    scale = float(np.median(layer))
+    keep = nonzero & (rel > eps) & (layer > eps * scale)
     kept = np.flatnonzero(keep)
-    pts = C[keep] / norms[keep, None]
-    return Normalized(points=pts, kept=kept, n_dropped=int(len(X) - len(kept)))
+    pts = C[keep]
+    pts /= rel[keep, None]
+    return Normalized(points=pts, kept=kept, n_dropped=int(n - len(kept)))
 
 
 def d_norm(X) -> np.ndarray:
