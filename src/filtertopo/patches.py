@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, check_range
+from .errors import InputError, check_range, check_regular_file, check_seed, env_limit
 from .normalize import D_MATRIX, DCT_BASIS, d_norm, from_dct
 
 __all__ = ["BUNDLED_IMAGES", "NATURAL_IMAGES", "NATURE_IMAGES", "PatchSet", "load_image", "synthetic_edges",
-           "sample_patches", "analyze_patches"]
+           "sample_patches", "analyze_patches", "MAX_IMAGE_PIXELS", "MAX_PATCHES_PER_IMAGE", "MAX_PATCHES"]
 
 _SKIMAGE = {n: f"{n}.png" for n in ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass",
                                     "gravel", "moon", "motorcycle_left", "motorcycle_right", "page",
@@ -44,6 +44,20 @@ NATURAL_IMAGES = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", 
 #: The photographs without man-made objects, closest in content to van Hateren's natural scenes
 #: (man-made scenes over-represent horizontal and vertical edges and lines).
 NATURE_IMAGES = ("chelsea", "flower", "grass", "gravel", "moon")
+
+#: The largest image decoded, in pixels (width x height x frames), checked from the file's
+#: header *before* decoding: 50 megapixels (a 45-Mpx camera fits). PIL's own guard warns
+#: at 89 Mpx and refuses only above 179 Mpx, so a 140 KB PNG of 144 Mpx (or a tiled TIFF,
+#: which tifffile decodes without a guard) would expand to gigabytes: each pixel is held
+#: as float64 several times. Environment override: ``FILTERTOPO_MAX_IMAGE_PIXELS``.
+MAX_IMAGE_PIXELS = 50_000_000
+#: The largest ``n_per_image`` (``--n-per-image``): each drawn patch takes about 150 bytes
+#: while its image is processed. Environment override: ``FILTERTOPO_MAX_PATCHES_PER_IMAGE``.
+MAX_PATCHES_PER_IMAGE = 1_000_000
+#: The most patches drawn in all (``n_per_image`` x number of images); the kept fraction
+#: ``top`` of them is held until the end (88 bytes each). Environment override:
+#: ``FILTERTOPO_MAX_PATCHES``.
+MAX_PATCHES = 10_000_000
 
 #: Offset before the logarithm, in units where full scale is 1: one 8-bit grey level.
 LOG_OFFSET = 1.0 / 255
@@ -127,21 +141,94 @@ def load_image(image, *, name: str | None = None):
     spec = str(image)
     if spec in BUNDLED_IMAGES:
         path, label = _bundled_path(spec), spec
-    elif os.path.exists(spec):
+    elif _lexists(spec):
         path, label = spec, name or Path(spec).name
+        if os.path.isdir(path):
+            raise InputError(f"image {spec!r} is a folder; pass the image files inside it.")
+        check_regular_file(path, "image")  # FIFOs (K11), devices, unreadable files, too-long names
     else:
         raise InputError(f"image {spec!r} is neither a file nor a bundled image. Bundled names: "
                          f"{sorted(BUNDLED_IMAGES)} ('natural' = {list(NATURAL_IMAGES)}, "
                          f"'nature' = {list(NATURE_IMAGES)}).")
-    if os.path.isdir(path):
-        raise InputError(f"image {spec!r} is a folder; pass the image files inside it.")
+    _check_pixels(path, spec)
     try:
         import skimage.io
         a = skimage.io.imread(path)
+    except MemoryError:
+        raise InputError(f"image {spec!r}: not enough memory to decode it. Use a smaller image "
+                         f"(or lower FILTERTOPO_MAX_IMAGE_PIXELS to refuse such images early).") from None
     except Exception as e:  # unreadable, truncated, or not an image
         raise InputError(f"image {spec!r} cannot be read as an image ({type(e).__name__}: {e}). "
                          "Use PNG, JPEG, PGM/PPM or TIFF.") from None
     return name or label, _to_gray(a, label)
+
+
+def _lexists(spec: str) -> bool:
+    """Whether anything (even a broken link) is at ``spec``; True when asking fails (too long, no access)."""
+    try:
+        os.lstat(spec)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    except OSError:
+        return True  # let check_regular_file say what is wrong
+    return True
+
+
+def max_image_pixels() -> int:
+    """:data:`MAX_IMAGE_PIXELS`, or ``FILTERTOPO_MAX_IMAGE_PIXELS`` when set."""
+    return env_limit("FILTERTOPO_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
+
+
+def _header_pixels(path):
+    """(width, height, frames) from the image header, without decoding; None if no reader knows it."""
+    import re
+    import warnings
+
+    try:
+        from PIL import Image
+    except ImportError:
+        Image = None
+    if Image is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as im:
+                    w, h = im.size
+                    frames = int(getattr(im, "n_frames", 1) or 1)
+            return int(w), int(h), frames
+        except Image.DecompressionBombError as e:  # PIL's own guard fired on the header
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            return (int(m.group(1)) if m else 2**62), 1, 1
+        except Exception:
+            pass
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            total = sum(int(np.prod(s.shape)) for s in tf.series) or 0
+        return total, 1, 1
+    except Exception:
+        return None
+
+
+def _check_pixels(path, spec):
+    """S04b: refuse images over :data:`MAX_IMAGE_PIXELS` from their header, before decoding."""
+    dims = _header_pixels(path)
+    if dims is None:
+        return  # no header reader: the decoder will report what is wrong
+    w, h, frames = dims
+    px = w * h * frames
+    limit = max_image_pixels()
+    if px > limit:
+        size = (f" ({w} x {h}" + (f" x {frames} frames" if frames > 1 else "") + ")") if h > 1 else ""
+        raise InputError(
+            f"image {spec!r} has {px} pixels{size}, over the limit MAX_IMAGE_PIXELS = {limit} "
+            f"({limit / 1e6:g} megapixels): decoding it would take about {8 * 3 * px / 2**30:.1f} GiB. "
+            "A small file of that many pixels is a decompression bomb. Downscale or crop the image, or, if "
+            f"it is genuine, raise the limit with the environment variable FILTERTOPO_MAX_IMAGE_PIXELS={px}."
+        )
 
 
 def synthetic_edges(size: int = 256, period: float = 12.0, *, width: float = 1.0, seed=0) -> np.ndarray:
@@ -223,7 +310,8 @@ def sample_patches(images, n_per_image: int = 5000, top: float = 0.2, seed=0) ->
         See :func:`load_image`; ``"natural"`` expands to :data:`NATURAL_IMAGES`, ``"nature"``
         to :data:`NATURE_IMAGES`.
     n_per_image : int, default=5000
-        Patches drawn per image (distinct positions while there are enough) before the cut.
+        Patches drawn per image (distinct positions while there are enough) before the cut;
+        at most :data:`MAX_PATCHES_PER_IMAGE`, and at most :data:`MAX_PATCHES` over all images.
     top : float in (0, 1], default=0.2
         Fraction of each image's patches kept, by largest D-norm.
     seed : int or numpy.random.Generator, default=0
@@ -239,12 +327,25 @@ def sample_patches(images, n_per_image: int = 5000, top: float = 0.2, seed=0) ->
     >>> ps.points.shape, bool(np.allclose(np.linalg.norm(ps.points, axis=1), 1))
     ((100, 8), True)
     """
-    check_range("n_per_image", n_per_image, low=1, integer=True, fix="Use e.g. 5000.")
+    per_image = env_limit("FILTERTOPO_MAX_PATCHES_PER_IMAGE", MAX_PATCHES_PER_IMAGE)
+    check_range("n_per_image (--n-per-image)", n_per_image, low=1, high=per_image, integer=True,
+                fix=f"Use e.g. 5000 (Carlsson et al. drew 5000 per image). The limit MAX_PATCHES_PER_IMAGE = "
+                    f"{per_image} bounds memory (~150 bytes per drawn patch); raise it with the environment "
+                    "variable FILTERTOPO_MAX_PATCHES_PER_IMAGE.")
     check_range("top", top, low=0, high=1, low_inclusive=False, fix="Carlsson et al. keep 0.2.")
+    check_seed("seed (--seed)", seed)
+    items = _as_list(images)
+    total_limit = env_limit("FILTERTOPO_MAX_PATCHES", MAX_PATCHES)
+    if n_per_image * len(items) > total_limit:
+        raise InputError(
+            f"n_per_image (--n-per-image) {n_per_image} x {len(items)} images = {n_per_image * len(items)} "
+            f"patches, over the limit MAX_PATCHES = {total_limit} drawn in all (memory). Lower --n-per-image "
+            f"to at most {max(1, total_limit // len(items))}, pass fewer images, or raise the limit with the "
+            "environment variable FILTERTOPO_MAX_PATCHES.")
     rng = np.random.default_rng(seed)
     pts, prov, names, ns, cuts = [], [], [], [], []
     off = np.array([(di, dj) for di in range(3) for dj in range(3)])
-    for idx, im in enumerate(_as_list(images)):
+    for idx, im in enumerate(items):
         name, img = load_image(im, name=None if not isinstance(im, np.ndarray) else f"array{idx}")
         logi = np.log(img + LOG_OFFSET)
         h, w = logi.shape
