@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -50,14 +51,74 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    warnings.showwarning = _showwarning
+#: Memory advice by option (argparse dest): shown only for the verbs that have the option.
+_MEMORY_ADVICE = [
+    ("max_points", "lower --max-points"),
+    ("n_landmarks", "lower --n-landmarks"),
+    ("maxdim", "keep --maxdim at 1"),
+    ("layers", "analyse fewer layers (--layers)"),
+    ("mapper_max_points", "lower --mapper-max-points"),
+    ("n_per_image", "take fewer patches per image (--n-per-image)"),
+    ("batch_size", "lower --batch-size"),
+    ("workers", "run fewer workers (--workers)"),
+    ("n_nets", "pool fewer networks (--n-nets)"),
+    ("jobs", "run fewer parallel jobs (--jobs)"),
+]
+
+
+def _memory_message(args) -> str:
+    verb = getattr(args, "verb", None) or "?"
+    advice = [text for dest, text in _MEMORY_ADVICE if hasattr(args, dest)]
+    if verb == "describe":
+        advice = ["the checkpoint may declare tensors larger than the memory; check that it is the "
+                  "file you meant"]
+    elif verb == "report":
+        advice.append("or re-run the analysis with a smaller --max-points")
+    tip = "; ".join(advice) if advice else "free memory or run it on a larger machine"
+    return f"error: out of memory while running `filtertopo {verb}`; {tip}."
+
+
+def _reconfigure_streams():
+    """Never fail on a character the terminal's encoding lacks (e.g. PYTHONIOENCODING=latin-1)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError, TypeError):
+            pass
+
+
+def _stdout_closed() -> int:
+    """stdout was closed early (``... | head -1``): stop quietly, like other Unix tools."""
     try:
-        return int(args.func(args) or 0)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
+
+
+def _err(text: str):
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None) -> int:
+    _reconfigure_streams()
+    args = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        warnings.showwarning = _showwarning
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return rc
+    except BrokenPipeError:
+        return _stdout_closed()
     except FiltertopoError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _err(f"error: {e}")
         return 2
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
@@ -65,15 +126,20 @@ def main(argv=None) -> int:
             raise
         extra = _EXTRAS[top]
         fix = f"pip install 'filtertopo[{extra}]'" if extra else f"pip install {top}"
-        print(f"error: this command needs the optional package {top!r}, which is not installed. "
-              f"Install it: {fix}", file=sys.stderr)
+        _err(f"error: this command needs the optional package {top!r}, which is not installed. "
+             f"Install it: {fix}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _err("interrupted")
         return 130
     except MemoryError:
-        print("error: out of memory; lower --max-points or analyse fewer layers (--layers).", file=sys.stderr)
+        _err(_memory_message(args))
         return 1
+    except OSError as e:  # disk full, permission, a path the system refuses: one line, no traceback
+        from ._io import describe_oserror
+
+        _err(f"error: {describe_oserror(e)}")
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 
@@ -16,14 +18,30 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from .._io import check_output_file, output_lock
+    from ..errors import check_range
     from ..report.html import write_report
     from ..result import AnalysisResult
 
+    check_range("--mapper-max-points", args.mapper_max_points, low=1, integer=True,
+                fix="Give the largest core size drawn by Mapper, e.g. --mapper-max-points 3000.")
+    if not os.path.isdir(args.dir):
+        AnalysisResult.load(args.dir)  # says what is wrong with DIR
     out = Path(args.out) if args.out else Path(args.dir) / "report.html"
-    if out.exists() and not args.force:
-        raise InputError(f"{out} exists; pass --force to overwrite it or --out FILE to write elsewhere.")
-    result = AnalysisResult.load(args.dir)
-    write_report(result, out, mapper_max_points=args.mapper_max_points)
+    flag = "--out" if args.out else "report"
+    check_output_file(out, force=args.force, flag=flag)  # before the (slow) rendering
+    # writing into the results folder: hold its lock, so that no `analyze --force` replaces the
+    # results between reading them and writing their report
+    inside = _same_folder(out.parent, Path(args.dir))
+    with output_lock(args.dir, flag="DIR") if inside else contextlib.nullcontext():
+        result = AnalysisResult.load(args.dir)  # verifies the folder's manifest
+        write_report(result, out, mapper_max_points=args.mapper_max_points)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

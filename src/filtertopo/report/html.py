@@ -399,13 +399,18 @@ def write_report(result, path, *, mapper_kwargs=None, mapper_max_points=3000,
     Path
         The written file.
     """
+    from .._io import atomic_write
+
     path = Path(path)
+    if path.is_dir():
+        from ..errors import InputError
+
+        raise InputError(f"report path {str(path)!r} is a folder; give a file path, e.g. "
+                         f"{str(path / 'report.html')!r}.")
     text = render_report(result, mapper_kwargs=mapper_kwargs,
                          mapper_max_points=mapper_max_points, overview=overview)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # a unique temporary name in the same folder, fsynced, renamed over the file
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), flag="report")
     return path
 
 
