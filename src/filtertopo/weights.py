@@ -106,6 +106,10 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def _bytes_both(n: int) -> str:
+    return f"{n} bytes" + (f" ({_fmt_bytes(n)})" if n >= 1024 else "")
+
+
 class _Lazy:
     """A tensor described by its header (shape, dtype) and read only when it is analysed."""
 
@@ -159,8 +163,8 @@ def _check_budget(source, name, shape, itemsize):
     n = math.prod(int(s) for s in shape) * int(itemsize)
     if n > limit:
         raise InputError(
-            f"{source}: tensor {name!r} declares shape {tuple(shape)}, {_fmt_bytes(n)} ({n} bytes) in memory, "
-            f"over the limit MAX_TENSOR_BYTES = {_fmt_bytes(limit)} ({limit} bytes). A small file that "
+            f"{source}: tensor {name!r} declares shape {tuple(shape)}, {_bytes_both(n)} in memory, "
+            f"over the limit MAX_TENSOR_BYTES = {_bytes_both(limit)}. A small file that "
             "declares a huge tensor is corrupt or hostile. If the file is genuine, raise the limit with the "
             f"environment variable FILTERTOPO_MAX_TENSOR_BYTES={n} (bytes), memory permitting."
         )
