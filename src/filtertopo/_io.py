@@ -63,7 +63,8 @@ def _show(path) -> str:
 
 def describe_oserror(e: OSError, path=None) -> str:
     """One line for an OSError: the path, the system's reason and a fix."""
-    where = _show(e.filename if e.filename is not None else path) if (e.filename or path) else "a file"
+    name = e.filename if e.filename is not None else path
+    where = _show(name) if name is not None else "a file"
     reason = e.strerror or str(e)
     code = errno.errorcode.get(e.errno, "") if e.errno else ""
     fix = {
@@ -350,6 +351,8 @@ def output_lock(folder, *, flag: str = "--out"):
     except OSError as e:
         raise InputError(f"could not create the lock file {describe_oserror(e, lock)}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{flag} {_show(folder)}: {LOCK_NAME} is not a regular file; remove it.")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -430,16 +433,21 @@ def save_folder(out_dir, writers: dict, *, force: bool, names, flag: str = "--ou
     if stale_names is None:
         stale_names = [n for n in names if n not in writers and n != MANIFEST]
     with output_lock(out, flag=flag):
-        check_output_dir(out, force=force, names=names, flag=flag)  # again, under the lock
+        try:
+            check_output_dir(out, force=force, names=names, flag=flag)  # again, under the lock
+        except InputError as e:
+            raise InputError(f"{e} (The folder changed while this process was working: another "
+                             "process wrote into it.)") from None
         _clean_leftovers(out)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out))
         except OSError as e:
             raise InputError(f"could not write {flag} {describe_oserror(e, out)}") from None
+        committing, current = False, tmp
         try:
             files = {}
             for name, write_fn in writers.items():
-                p = tmp / name
+                p = current = tmp / name
                 write_fn(p)
                 _fsync_path(p)
                 sha, size = _sha256(p)
@@ -448,12 +456,13 @@ def save_folder(out_dir, writers: dict, *, force: bool, names, flag: str = "--ou
                         "filtertopo_version": _version(),
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "files": files}
-            mp = tmp / MANIFEST
+            mp = current = tmp / MANIFEST
             mp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             _fsync_path(mp)
             _fsync_path(tmp, directory=True)
             # commit: stale files aside, then the manifest, then the files (readers see a
             # mismatch, never a silent mix, until the last rename)
+            committing = True
             for name in stale_names:
                 p = out / name
                 if os.path.lexists(p) and not os.path.isdir(p):
@@ -463,11 +472,15 @@ def save_folder(out_dir, writers: dict, *, force: bool, names, flag: str = "--ou
                 os.replace(tmp / name, out / name)
             _fsync_path(out, directory=True)
         except OSError as e:
-            raise InputError(
-                f"could not write the results to {flag} {_show(out)}: {describe_oserror(e)} "
-                "Results already in the folder were left unchanged (or, if the failure came while "
-                "moving files into place, the folder is marked incomplete); re-run with --force."
-            ) from None
+            if committing:
+                state = ("The folder is now marked incomplete (its manifest.json does not match); "
+                         "re-run with --force.")
+            else:
+                state = ("Nothing in the folder was changed: results already there are intact, "
+                         "and the partial files were removed.")
+            shown = out / current.name if current.parent == tmp else current
+            raise InputError(f"could not write the results to {flag} {_show(out)}: "
+                             f"{describe_oserror(e, shown)} {state}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return manifest
