@@ -390,6 +390,18 @@ def test_repeated_force_saves_like_track_and_demo(world, tmp_path):
         world["res"][12].save(out)
 
 
+def test_o07_leftovers_of_killed_saves_are_cleaned(world, tmp_path):
+    out = _copy(world["src"][10], tmp_path / "left")
+    for name in (".points.npz.tmp.npz", ".analysis.json.tmp", ".layers.csv.tmp"):  # filtertopo 0.1.0
+        (out / name).write_text("partial")
+    (out / ".filtertopo-tmp-abc").mkdir()
+    (out / ".filtertopo-tmp-abc" / "points.npz").write_text("partial")
+    (out / ".mine.tmp").write_text("a user file")
+    world["res"][12].save(out, force=True)
+    assert sorted(os.listdir(out)) == [".filtertopo.lock", ".mine.tmp", "analysis.json", "layers.csv",
+                                       "manifest.json", "points.npz"]
+
+
 def test_atomic_write_unique_temp_and_no_leftover(tmp_path):
     target = tmp_path / "f.npz"
     seen = []

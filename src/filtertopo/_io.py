@@ -394,13 +394,18 @@ def _version() -> str:
     return __version__
 
 
-def _clean_leftovers(out: Path):
-    """Remove temporary folders and files of earlier interrupted saves (we hold the lock)."""
+def _clean_leftovers(out: Path, names=()):
+    """Remove temporary folders and files of earlier interrupted saves (we hold the lock):
+    ``.filtertopo-tmp-*`` folders, write tests, and the temporary files of :func:`atomic_write`
+    and of filtertopo 0.1.0 (``.<name>.tmp*``) for the result ``names``."""
+    prefixes = tuple(f".{n}." for n in names)
     with contextlib.suppress(OSError):
         for entry in os.scandir(out):
             if entry.name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
-            elif entry.name.startswith(".filtertopo-write-test-") and entry.is_file(follow_symlinks=False):
+            elif ((entry.name.startswith(".filtertopo-write-test-")
+                   or (entry.name.startswith(prefixes) and ".tmp" in entry.name))
+                  and entry.is_file(follow_symlinks=False)):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
 
@@ -438,7 +443,7 @@ def save_folder(out_dir, writers: dict, *, force: bool, names, flag: str = "--ou
         except InputError as e:
             raise InputError(f"{e} (The folder changed while this process was working: another "
                              "process wrote into it.)") from None
-        _clean_leftovers(out)
+        _clean_leftovers(out, names)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out))
         except OSError as e:
