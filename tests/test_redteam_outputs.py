@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 
 import numpy as np
@@ -618,3 +617,16 @@ def test_oserror_is_one_error_line_naming_the_path(monkeypatch, capsys, tmp_path
     assert cli("describe", tmp_path / "x.npz") == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "/data/out/points.npz" in line and "No space left" in line
+
+
+def test_o06_file_system_without_locks_still_saves(world, tmp_path, monkeypatch):
+    import fcntl
+
+    def nolock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", nolock)
+    with pytest.warns(UserWarning, match="does not support locks"):
+        world["res"][10].save(tmp_path / "nfs")
+    monkeypatch.undo()
+    assert _sig(AnalysisResult.load(tmp_path / "nfs")) == _sig(world["res"][10])

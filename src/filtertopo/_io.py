@@ -330,14 +330,19 @@ def output_lock(folder, *, flag: str = "--out"):
     A second process asking for the same folder gets an :class:`InputError`; within one
     process the lock is re-entrant.
     """
-    import fcntl
-
     folder = Path(folder)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        fcntl = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"could not create {flag} {describe_oserror(e, folder)}") from None
     key = os.path.realpath(folder)
+    if fcntl is None:  # pragma: no cover
+        yield folder
+        return
     if key in _HELD:
         _HELD[key][1] += 1
         try:
@@ -353,6 +358,7 @@ def output_lock(folder, *, flag: str = "--out"):
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InputError(f"{flag} {_show(folder)}: {LOCK_NAME} is not a regular file; remove it.")
+        supported = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -361,6 +367,16 @@ def output_lock(folder, *, flag: str = "--out"):
             except OSError:
                 holder = "?"
             raise _locked(folder, flag, holder) from None
+        except OSError as e:  # a file system without flock (some network mounts): go on unlocked
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise InputError(f"could not lock {flag} {describe_oserror(e, lock)}") from None
+            warnings.warn(f"{flag} {_show(folder)}: the file system does not support locks, so a "
+                          "concurrent writer to this folder cannot be detected.", UserWarning,
+                          stacklevel=3)
+            supported = False
+        if not supported:
+            yield folder
+            return
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
