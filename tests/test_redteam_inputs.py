@@ -255,6 +255,8 @@ def test_k11_fifo_checkpoint_and_devices_refused(tmp_path):
         load_kernels(tmp_path)
     with pytest.raises(InputError, match="does not exist"):
         load_kernels(tmp_path / "nope.pt")
+    with pytest.raises(InputError, match="not a valid path"):
+        load_kernels(str(tmp_path / "nul\0byte.pt"))
     (tmp_path / "dangling.pt").symlink_to(tmp_path / "nowhere.pt")
     with pytest.raises(InputError, match="broken symbolic link"):
         load_kernels(tmp_path / "dangling.pt")
@@ -357,6 +359,11 @@ def test_t05_huge_float64_filters_are_not_nan_or_inf(tmp_path):
     assert load_kernels(tmp_path / "huge64.npz").kernels["conv1"].shape == (64, 4, 3, 3)
     np.savez(tmp_path / "f64.npz", conv1=GOOD.astype(np.float64))
     assert load_kernels(tmp_path / "f64.npz").kernels["conv1"].dtype == np.float32
+    # save_kernels (the training/analysis seam) does not turn them into inf either
+    from filtertopo.weights import save_kernels
+
+    p = save_kernels(tmp_path / "saved.npz", {"conv1": GOOD.astype(np.float64) * 1e300})
+    assert np.isfinite(load_kernels(p).kernels["conv1"]).all()
 
 
 def test_t06_tiny_filters_are_not_called_constant(tmp_path):

@@ -87,6 +87,8 @@ def check_regular_file(path, param, *, fix=""):
     tail = f" {fix}" if fix else ""
     try:
         st = os.stat(spec)
+    except ValueError as e:  # an embedded NUL byte
+        raise InputError(f"{param} {shown} is not a valid path ({e}). Check the path.{tail}") from None
     except FileNotFoundError:
         try:
             os.lstat(spec)

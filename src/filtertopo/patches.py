@@ -167,7 +167,7 @@ def _lexists(spec: str) -> bool:
     """Whether anything (even a broken link) is at ``spec``; True when asking fails (too long, no access)."""
     try:
         os.lstat(spec)
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # ValueError: an embedded NUL byte
         return False
     except NotADirectoryError:
         return False

@@ -788,6 +788,8 @@ def save_kernels(path, kernels: Mapping, metadata: dict | None = None, *, overwr
     ----------
     path : str or path-like
     kernels : mapping of str -> array of shape (C_out, C_in, kh, kw)
+        Stored as float32, except float64 kernels whose values float32 cannot hold
+        (overflow to inf, or underflow below its normal range), which stay float64.
     metadata : dict, optional
         JSON-serialisable; stored under ``__metadata__`` (as text, no pickle).
     overwrite : bool, default=False
@@ -795,7 +797,8 @@ def save_kernels(path, kernels: Mapping, metadata: dict | None = None, *, overwr
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass overwrite=True to replace it.")
-    arrays = {str(k): np.asarray(v, dtype=np.float32) for k, v in kernels.items()}
+    # float32, except float64 values that float32 would turn into inf or 0 (kept as float64)
+    arrays = {str(k): _as_float(v) for k, v in kernels.items()}
     if _META_KEY in arrays:
         raise InputError(f"layer name {_META_KEY!r} is reserved.")
     arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
