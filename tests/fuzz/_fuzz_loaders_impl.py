@@ -180,10 +180,15 @@ def run(fmt: str, n_examples: int, derandomize: bool = True):
         r = check(data, ext, folder)
         tally[r] = tally.get(r, 0) + 1
 
-    prop()
-    # every seed itself must load
-    for ext, blob in base:
-        assert check(blob, ext, folder) == "ok", (fmt, ext)
+    import shutil
+
+    try:
+        prop()
+        # every seed itself must load
+        for ext, blob in base:
+            assert check(blob, ext, folder) == "ok", (fmt, ext)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     print(f"FUZZ {fmt}: {n_examples} examples, outcomes {tally}")
 
 
