@@ -74,29 +74,55 @@ def _kwargs(items):
     return out
 
 
+#: The largest --config file read (a TrainConfig is a few hundred bytes).
+CONFIG_MAX_BYTES = 1 << 20
+
+
+def _read_config(name) -> dict:
+    """The TrainConfig keys of a --config JSON file (a run's config.json nests them).
+
+    A folder, FIFO or device is refused before it is opened (a FIFO would block).
+    """
+    from ..errors import InputError
+    from ..training.snapshots import read_regular_file
+
+    fix = "Pass a JSON file of TrainConfig keys, e.g. a run's config.json."
+    data = read_regular_file(name, param="--config", max_bytes=CONFIG_MAX_BYTES, fix=fix)
+    try:
+        values = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--config {name!r} is not UTF-8 text (invalid byte at position "
+                         f"{exc.start}). {fix}") from None
+    except ValueError as exc:
+        raise InputError(f"--config {name!r} is not valid JSON ({exc}). {fix}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"--config {name!r} must hold a JSON object of TrainConfig keys, e.g. "
+                         f'{{"lr": 0.05, "epochs": 5}}; got a JSON {type(values).__name__}.')
+    if "config" in values:  # a run's config.json nests the keys under "config"
+        values = values["config"]
+        if not isinstance(values, dict):
+            raise InputError(f"--config {name!r}: the key 'config' must hold a JSON object of "
+                             "TrainConfig keys (as in a run's config.json); got "
+                             f"{json.dumps(values)[:60]}. Remove it or put the keys there.")
+    return dict(values)
+
+
 def config_from_args(args):
     """Merge ``--config`` and explicit flags into a validated TrainConfig."""
-    from pathlib import Path
-
     from ..errors import InputError
     from ..training import TrainConfig
 
-    values = {}
-    if args.config:
-        path = Path(args.config)
-        try:
-            values = json.loads(path.read_text())
-        except OSError as exc:
-            raise InputError(f"--config {args.config!r} cannot be read ({exc}).") from None
-        except ValueError as exc:
-            raise InputError(f"--config {args.config!r} is not valid JSON ({exc}).") from None
-        values = values.get("config", values)  # a run's config.json nests it
+    values = _read_config(args.config) if args.config else {}
     for dest, key in _FLAGS.items():
         v = getattr(args, dest, None)
         if v is not None:
             values[key] = v
     if args.model_kwarg:
-        values["model_kwargs"] = {**values.get("model_kwargs", {}), **_kwargs(args.model_kwarg)}
+        base = values.get("model_kwargs", {})
+        if not isinstance(base, dict):
+            raise InputError(f"config key 'model_kwargs' must be a JSON object; got {base!r}. "
+                             "Fix --config or drop the key.")
+        values["model_kwargs"] = {**base, **_kwargs(args.model_kwarg)}
     return TrainConfig.from_dict(values)
 
 
@@ -111,16 +137,28 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise InputError("--out is required: the run folder to write, e.g. --out runs/mnist_0.")
+    if args.seeds is not None and args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1; got {args.seeds}. Use e.g. --seeds 3.")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1; got {args.workers}. Use 1 or the number of "
+                         "cores.")
     config = config_from_args(args)
     if args.seeds is not None:
-        if args.seeds < 1:
-            raise InputError(f"--seeds must be >= 1; got {args.seeds}.")
+        from ..training.loop import SEED_MAX
+
+        if config.seed + args.seeds - 1 > SEED_MAX:
+            raise InputError(f"--seed {config.seed} with --seeds {args.seeds} would train seeds up "
+                             f"to {config.seed + args.seeds - 1}; seeds must be in [0, {SEED_MAX}]. "
+                             "Lower --seed or --seeds.")
         runs = train_seeds(config, args.out, range(config.seed, config.seed + args.seeds),
                            force=args.force, progress=args.progress, workers=args.workers)
     else:
         runs = [train(config, args.out, force=args.force, progress=args.progress)]
+    def num(v):
+        return float("nan") if v is None else float(v)
+
     for r in runs:
         status = json.loads((r / "run.json").read_text())
-        print(f"{r}: test_acc {status['test_acc']:.4f}  train_acc {status['train_acc']:.4f}  "
-              f"{status['seconds']:.1f} s")
+        print(f"{r}: test_acc {num(status.get('test_acc')):.4f}  "
+              f"train_acc {num(status.get('train_acc')):.4f}  {num(status.get('seconds')):.1f} s")
     return 0

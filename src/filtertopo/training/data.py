@@ -259,23 +259,52 @@ def image_folder(root, *, channels: int = 1, size: int = 28, extensions=(".png",
     classes : list of str
         Class names; label ``i`` is ``classes[i]``.
     """
+    import os
+    import stat
+
     from PIL import Image
 
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"image folder root={str(root)!r} does not exist; expected "
                          "root/<class name>/<image files>.")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    try:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise InputError(f"image folder {str(root)!r} cannot be listed ({exc.strerror or exc}); "
+                         "check its permissions.") from None
     mode = "L" if channels == 1 else "RGB"
     imgs, labels = [], []
     for i, c in enumerate(classes):
-        for f in sorted((root / c).iterdir()):
-            if f.suffix.lower() in extensions:
+        try:
+            files = sorted((root / c).iterdir())
+        except OSError as exc:
+            raise InputError(f"image folder {str(root / c)!r} cannot be listed "
+                             f"({exc.strerror or exc}); check its permissions.") from None
+        for f in files:
+            if f.suffix.lower() not in extensions:
+                continue
+            try:
+                st = os.stat(f)
+            except OSError as exc:
+                raise InputError(f"image {str(f)!r} cannot be read ({exc.strerror or exc}); "
+                                 "remove it or fix it.") from None
+            if not stat.S_ISREG(st.st_mode):
+                # never open a FIFO or device: reading it could block forever
+                raise InputError(f"image {str(f)!r} is not a regular file (a folder, FIFO or "
+                                 "device); the image folder must hold only image files named "
+                                 f"{list(extensions)}. Remove or rename it.")
+            try:
                 with Image.open(f) as im:
                     im = im.convert(mode).resize((size, size), Image.BILINEAR)
                     arr = np.asarray(im, dtype=np.uint8)
-                imgs.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
-                labels.append(i)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                # PIL.UnidentifiedImageError is an OSError
+                raise InputError(f"image {str(f)!r} cannot be decoded as an image "
+                                 f"({type(exc).__name__}); the image folder must hold only "
+                                 "readable PNG/JPEG/BMP files. Remove or replace it.") from None
+            imgs.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+            labels.append(i)
     if not imgs:
         raise InputError(f"no images with extensions {list(extensions)} found in "
                          f"class folders of {str(root)!r}; expected root/<class>/<image>.")

@@ -17,10 +17,16 @@ training. The same config on the same machine gives bit-identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
+import math
+import os
 import re
+import signal
+import stat
+import threading
 import platform
 import sys
 import time
@@ -28,6 +34,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,9 +43,34 @@ from .data import DATASETS, Transform, load_dataset
 from .models import conv_kernels, create_model, get_spec, list_models
 from .snapshots import SnapshotWriter, save_kernel_file
 
-__all__ = ["TrainConfig", "train", "train_seeds", "evaluate", "OPTIMIZERS"]
+__all__ = ["TrainConfig", "train", "train_seeds", "evaluate", "OPTIMIZERS", "SEED_MAX",
+           "RUN_FILES", "TrainingDiverged", "TrainingInterrupted"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+#: Largest accepted ``seed`` / ``data_seed``: seeds are integers in ``[0, 2**32 - 1]``, the
+#: range that numpy (``default_rng``) and torch (``manual_seed``) both accept.
+SEED_MAX = 2**32 - 1
+
+#: The files :func:`train` writes at the top of a run folder (``--force`` replaces only
+#: these and the snapshot files; any other file or folder is left alone).
+RUN_FILES = ("config.json", "run.json", "metrics.csv", "kernels.npz", "model.pt")
+
+_FLAG = {"lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
+         "batch_size": "--batch-size", "epochs": "--epochs", "snapshot_every": "--snapshot-every",
+         "eval_samples": "--eval-samples", "n_train": "--n-train", "threads": "--threads",
+         "seed": "--seed", "data_seed": "--data-seed"}
+_EXAMPLE = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.001, "batch_size": 32, "epochs": 5,
+            "snapshot_every": 10, "eval_samples": 500, "n_train": 1000, "threads": 1,
+            "in_channels": 1, "input_size": 28, "num_classes": 10}
+
+
+class TrainingDiverged(InputError):
+    """The loss or the weights became NaN or infinite during training (lower the learning rate)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM arrived while training (raised by the handler :func:`train` installs)."""
 
 
 @dataclass(frozen=True)
@@ -159,16 +191,49 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"config key 'optimizer' must be one of {list(OPTIMIZERS)}; "
                              f"got {self.optimizer!r}.")
-        for key, low in (("lr", 0.0), ("batch_size", 1), ("epochs", 0), ("snapshot_every", 0),
-                         ("eval_samples", 1), ("momentum", 0.0), ("weight_decay", 0.0)):
+        for key, low, strict in (("lr", 0.0, True), ("momentum", 0.0, False),
+                                 ("weight_decay", 0.0, False)):
             v = getattr(self, key)
-            if v < low or (key == "lr" and v == 0):
-                rule = "> 0" if key == "lr" else f">= {low}"
-                raise InputError(f"config key {key!r} must be {rule}; got {v!r}.")
-        for key in ("n_train", "threads"):
+            rule = f"> {low:g}" if strict else f">= {low:g}"
+            try:  # NaN and +-inf are refused: the upper bound inf is exclusive
+                check_range(f"config key {key!r}", v, low=low, low_inclusive=not strict,
+                            high=math.inf, high_inclusive=False)
+            except InputError:
+                raise InputError(f"config key {key!r} must be {rule} and finite; got {v!r}. "
+                                 f"Set {_FLAG[key]} (or the config key) to a finite number, e.g. "
+                                 f"{_EXAMPLE[key]}.") from None
+        for key, low in (("batch_size", 1), ("epochs", 0), ("snapshot_every", 0),
+                         ("eval_samples", 1), ("n_train", 1), ("threads", 1)):
             v = getattr(self, key)
-            if v is not None and v < 1:
-                raise InputError(f"config key {key!r} must be >= 1 or None; got {v!r}.")
+            if v is None:
+                continue
+            try:
+                check_range(f"config key {key!r}", v, low=low, integer=True)
+            except InputError:
+                raise InputError(f"config key {key!r} must be >= {low}" +
+                                 (" or None" if key in ("n_train", "threads") else "") +
+                                 f"; got {v!r}. Set {_FLAG[key]} (or the config key) to e.g. "
+                                 f"{_EXAMPLE[key]}.") from None
+        for key in ("seed", "data_seed"):
+            v = getattr(self, key)
+            try:
+                check_range(f"config key {key!r}", v, low=0, high=SEED_MAX, integer=True)
+            except InputError:
+                raise InputError(f"config key {key!r} must be an integer in [0, {SEED_MAX}] "
+                                 f"(0 <= seed < 2**32, the range numpy and torch both accept); "
+                                 f"got {v!r}. Set {_FLAG[key]} (or the config key) to e.g. 0."
+                                 ) from None
+        for key, value in self.model_kwargs.items():
+            if not isinstance(key, str) or not key:
+                raise InputError(f"config key 'model_kwargs' must map names to values; got the "
+                                 f"key {key!r}. Use --model-kwarg NAME=VALUE.")
+        for key in ("in_channels", "input_size", "num_classes"):
+            if key in self.model_kwargs:
+                v = self.model_kwargs[key]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise InputError(f"model_kwargs[{key!r}] (--model-kwarg {key}=...) must be "
+                                     f"an integer >= 1; got {v!r}. Example: --model-kwarg "
+                                     f"{key}={_EXAMPLE[key]}.")
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", self.device):
             raise InputError(f"config key 'device' must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; "
                              f"got {self.device!r}.")
@@ -235,9 +300,183 @@ def _show(progress):
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
+def _is_ours_in_snapshots(name: str) -> bool:
+    """Names :class:`SnapshotWriter` writes in ``snapshots/`` (files --force may replace)."""
+    return name == "index.csv" or re.fullmatch(r"\.?step_\d+\.npz(\..*\.npz)?", name) is not None
+
+
+def _lstat(path: Path):
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"run folder entry {str(path)!r} cannot be inspected "
+                         f"({exc.strerror or exc}); choose another --out.") from None
+
+
+def _kind(mode) -> str:
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) \
+        else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or \
+        stat.S_ISBLK(mode) else "not a regular file"
+
+
+def check_run_dir(run_dir, *, force: bool = False) -> Path:
+    """Refuse, before any work, a run folder :func:`train` cannot write.
+
+    A file, a non-empty folder (unless ``force``), and a folder, FIFO or other
+    non-regular entry where ``train`` writes a file (``run.json``, ``snapshots/index.csv``,
+    ``snapshots/step_*.npz`` ...) are refused with InputError. Nothing is changed.
+    """
+    run_dir = Path(run_dir)
+    st = _lstat(run_dir)
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.stat(run_dir)
+        except OSError:
+            raise InputError(f"run folder {str(run_dir)!r} is a symbolic link to a missing "
+                             "target; remove the link or choose another --out.") from None
+    if st is None:
+        return run_dir
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder; choose a folder "
+                         "path for --out.")
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError as exc:
+        raise InputError(f"run folder {str(run_dir)!r} cannot be listed ({exc.strerror or exc}); "
+                         "check its permissions or choose another --out.") from None
+    if entries and not force:
+        raise InputError(f"run folder {str(run_dir)!r} is not empty; choose a new --out or "
+                         "pass --force (force=True) to overwrite it.")
+    for name in RUN_FILES:
+        est = _lstat(run_dir / name)
+        if est is not None and not (stat.S_ISREG(est.st_mode) or stat.S_ISLNK(est.st_mode)):
+            raise InputError(f"{str(run_dir / name)!r} is {_kind(est.st_mode)}, where train writes "
+                             f"the file {name}; remove or rename it, or choose another --out.")
+    snaps = run_dir / "snapshots"
+    est = _lstat(snaps)
+    if est is not None:
+        if not stat.S_ISDIR(est.st_mode):
+            raise InputError(f"{str(snaps)!r} is not a folder, where train writes its snapshots; "
+                             "remove or rename it, or choose another --out.")
+        try:
+            inner = list(snaps.iterdir())
+        except OSError as exc:
+            raise InputError(f"{str(snaps)!r} cannot be listed ({exc.strerror or exc}); check "
+                             "its permissions or choose another --out.") from None
+        for e in inner:
+            est = _lstat(e)
+            if est is not None and _is_ours_in_snapshots(e.name) and \
+                    not (stat.S_ISREG(est.st_mode) or stat.S_ISLNK(est.st_mode)):
+                raise InputError(f"{str(e)!r} is {_kind(est.st_mode)}, where train writes a "
+                                 "snapshot file; remove or rename it, or choose another --out.")
+    return run_dir
+
+
+def _clear_run_dir(run_dir: Path):
+    """Remove the files an earlier ``train`` wrote (only those; folders are never removed)."""
+    import warnings
+
+    victims = [run_dir / n for n in RUN_FILES]
+    snaps = run_dir / "snapshots"
+    if snaps.is_dir():
+        for e in sorted(snaps.iterdir()):
+            if _is_ours_in_snapshots(e.name):
+                victims.append(e)
+            else:
+                warnings.warn(f"{e} is not a snapshot file written by filtertopo train; "
+                              "left in place")
+    for v in victims:
+        st = _lstat(v)
+        if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            v.unlink()
+
+
+def _write_json(path: Path, obj: dict):
+    """Write ``obj`` atomically (tmp file + rename); NaN becomes null."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in obj.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean, indent=2))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While training, SIGTERM raises :class:`TrainingInterrupted` (the old handler is restored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise TrainingInterrupted(f"received {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+def _check_finite(model, step: int, config):
+    for name, prm in model.named_parameters():
+        if not bool(torch.isfinite(prm).all()):
+            raise TrainingDiverged(
+                f"training diverged at step {step}: parameter {name!r} holds NaN or infinite "
+                f"values (lr {config.lr:g}, optimizer {config.optimizer}). Lower --lr, or use "
+                "--optimizer adam with --lr 0.001.")
+
+
+def _dry_run(model, config, shape, transform, sets):
+    """Forward two training images on the CPU (eval mode, no RNG use) before any file is written,
+    so that a model_kwargs / data mismatch is an InputError naming the cause, not a traceback
+    from the middle of training. Returns the number of outputs."""
+    train_set = sets[0]
+    x = train_set.images[:2]
+    try:
+        x = transform(x)
+    except InputError as exc:
+        raise InputError(f"data set {config.dataset!r} ({train_set.shape[0]}-channel images) "
+                         f"cannot be fed to model {config.model!r} with in_channels "
+                         f"{shape[0]}: {exc}") from None
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"model {config.model!r} with model_kwargs {config.model_kwargs!r} "
+                         f"cannot process {tuple(x.shape[1:])} inputs ({type(exc).__name__}: "
+                         f"{exc}). Check --model-kwarg in_channels / input_size.") from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(x):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"model {config.model!r} must return logits of shape (batch, classes); "
+                         f"got {got} for a batch of {len(x)}.")
+    n_labels = 1 + max(int(d.labels.max()) for d in sets if len(d))
+    if out.shape[1] < n_labels:
+        raise InputError(f"model {config.model!r} has {out.shape[1]} outputs, but data set "
+                         f"{config.dataset!r} has labels 0..{n_labels - 1}; set --model-kwarg "
+                         f"num_classes={n_labels} (or more).")
+    return int(out.shape[1])
+
+
 def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
           progress: bool | None = None) -> Path:
     """Train one network and write its run folder.
+
+    Everything that can be checked is checked before any file is written: the
+    config, the run folder, the device, the data set and the model (built and run
+    on two images). ``run.json`` then says ``"running"`` and, at the end,
+    ``"complete"``; ``"failed"`` (with ``error: {type, message}``) when training
+    raises, including :class:`TrainingDiverged` when the loss or weights become
+    NaN / infinite; ``"interrupted"`` on Ctrl-C or SIGTERM (a SIGTERM handler that
+    raises :class:`TrainingInterrupted` is installed while training, in the main
+    thread, and the old one restored afterwards). The exception is re-raised.
 
     Parameters
     ----------
@@ -245,7 +484,9 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     run_dir : path
         Created if needed; must be empty unless ``force``.
     force : bool
-        Reuse a non-empty folder (its snapshots are replaced).
+        Reuse a non-empty folder: the files an earlier run wrote (:data:`RUN_FILES`,
+        ``snapshots/index.csv`` and ``snapshots/step_*``) are removed first; other
+        files and folders are left alone.
     progress : bool, optional
         tqdm bar; default on only when stderr is a terminal.
 
@@ -256,17 +497,10 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"run folder {str(run_dir)!r} is a file; choose a folder path.")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
-        raise InputError(f"run folder {str(run_dir)!r} is not empty; choose a new --out or "
-                         "pass --force (force=True) to overwrite it.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if force:
-        for old in list((run_dir / "snapshots").glob("*")) if (run_dir / "snapshots").is_dir() \
-                else []:
-            old.unlink()
+    elif not isinstance(config, TrainConfig):
+        raise InputError(f"config must be a TrainConfig or a dict; got {type(config).__name__}.")
+    run_dir = check_run_dir(run_dir, force=force)
+    device = resolve_device(config.device)
     shape = _input_shape(config)
     transform = Transform(channels=shape[0], size=shape[1])
     train_set, test_set = load_dataset(config.dataset, root=config.data_root,
@@ -274,44 +508,89 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     if config.test_dataset is not None:
         _, test_set = load_dataset(config.test_dataset, root=config.data_root,
                                    download=config.download, seed=config.data_seed)
+    if len(train_set) == 0:
+        raise InputError(f"data set {config.dataset!r} has no training images; use a larger "
+                         "data set or a smaller test fraction.")
     train_set = train_set.subset(config.n_train, seed=config.data_seed)
     eval_train = train_set.subset(config.eval_samples, seed=config.data_seed + 1)
     eval_test = test_set.subset(config.eval_samples, seed=config.data_seed + 1)
-    record = {"config": config.to_dict(), "input_shape": list(shape),
-              "n_train": len(train_set), "n_test": len(test_set),
-              "train_set": train_set.name, "test_set": test_set.name, "env": _env()}
-    (run_dir / "config.json").write_text(json.dumps(record, indent=2))
-    started = time.time()
-    status = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (run_dir / "run.json").write_text(json.dumps(status, indent=2))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, **config.model_kwargs)
+    _dry_run(model, config, shape, transform,
+             [train_set] + ([test_set] if config.test_dataset is None else []))
+    # all checks passed: only now is anything written
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if force:
+            _clear_run_dir(run_dir)
+        record = {"config": config.to_dict(), "input_shape": list(shape),
+                  "n_train": len(train_set), "n_test": len(test_set),
+                  "train_set": train_set.name, "test_set": test_set.name, "env": _env()}
+        (run_dir / "config.json").write_text(json.dumps(record, indent=2))
+        started = time.time()
+        status = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "pid": os.getpid()}
+        _write_json(run_dir / "run.json", status)
+    except OSError as exc:
+        raise InputError(f"run folder {str(run_dir)!r} cannot be written "
+                         f"({exc.strerror or exc}: {exc.filename}); check the permissions and "
+                         "free space, or choose another --out.") from None
 
     threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    progress_state = {"step": 0}
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = create_model(config.model, **config.model_kwargs)
-        device = resolve_device(config.device)
-        model = model.to(device)
-        gen = torch.Generator().manual_seed(config.seed)
-        optimizer = _make_optimizer(config, model.parameters())
-        writer = SnapshotWriter(run_dir) if config.snapshot_every else None
-        steps_per_epoch = -(-len(train_set) // config.batch_size)
-        total = steps_per_epoch * config.epochs
+        with _sigterm_raises():
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            final = _fit(model, config, run_dir, device, transform, train_set, test_set,
+                         eval_train, eval_test, started, progress, progress_state)
+            status.update(status="complete", seconds=round(time.time() - started, 3),
+                          device=str(device), **final)
+            _write_json(run_dir / "run.json", status)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (TrainingInterrupted)
+        status.update(status="interrupted", step=progress_state["step"],
+                      seconds=round(time.time() - started, 3),
+                      signal="SIGTERM" if isinstance(exc, TrainingInterrupted) else "SIGINT")
+        with contextlib.suppress(Exception):
+            _write_json(run_dir / "run.json", status)
+        raise
+    except BaseException as exc:
+        status.update(status="failed", step=progress_state["step"],
+                      seconds=round(time.time() - started, 3),
+                      error={"type": type(exc).__name__, "message": str(exc)})
+        with contextlib.suppress(Exception):
+            _write_json(run_dir / "run.json", status)
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    return run_dir
 
-        def snapshot(step, loss):
-            writer.write(conv_kernels(model), step=step, epoch=step / steps_per_epoch,
-                         train_acc=evaluate(model, eval_train, transform),
-                         test_acc=evaluate(model, eval_test, transform), train_loss=loss)
 
-        if writer:
-            snapshot(0, float("nan"))
-        from tqdm.auto import tqdm
+def _fit(model, config, run_dir, device, transform, train_set, test_set, eval_train, eval_test,
+         started, progress, state) -> dict:
+    """The training loop proper; returns the final record for run.json."""
+    model = model.to(device)
+    gen = torch.Generator().manual_seed(config.seed)
+    optimizer = _make_optimizer(config, model.parameters())
+    writer = SnapshotWriter(run_dir) if config.snapshot_every else None
+    steps_per_epoch = -(-len(train_set) // config.batch_size)
+    total = steps_per_epoch * config.epochs
 
-        bar = tqdm(total=total, disable=not _show(progress), desc=f"train seed {config.seed}",
-                   leave=False)
-        step, last_snap, rows = 0, 0, []
+    def snapshot(step, loss):
+        _check_finite(model, step, config)
+        writer.write(conv_kernels(model), step=step, epoch=step / steps_per_epoch,
+                     train_acc=evaluate(model, eval_train, transform),
+                     test_acc=evaluate(model, eval_test, transform), train_loss=loss)
+
+    if writer:
+        snapshot(0, float("nan"))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, disable=not _show(progress), desc=f"train seed {config.seed}",
+               leave=False)
+    step, last_snap, rows = 0, 0, []
+    try:
         with open(run_dir / "metrics.csv", "w", newline="") as fh:
             out = csv.writer(fh)
             out.writerow(["epoch", "step", "train_loss", "train_acc", "test_acc", "seconds"])
@@ -323,16 +602,24 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
                     optimizer.zero_grad(set_to_none=True)
                     logits = model(x)
                     loss = F.cross_entropy(logits, y)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise TrainingDiverged(
+                            f"training diverged at step {step + 1} (epoch {epoch}): the loss is "
+                            f"{value} (lr {config.lr:g}, optimizer {config.optimizer}). Lower "
+                            "--lr, or use --optimizer adam with --lr 0.001.")
                     loss.backward()
                     optimizer.step()
                     step += 1
-                    loss_sum += loss.item() * len(y)
+                    state["step"] = step
+                    loss_sum += value * len(y)
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
                     bar.update(1)
                     if writer and step % config.snapshot_every == 0:
                         snapshot(step, loss_sum / seen)
                         last_snap = step
+                _check_finite(model, step, config)
                 test_acc = evaluate(model, test_set, transform)
                 row = [epoch, step, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc,
                        time.time() - started]
@@ -340,20 +627,18 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
                 fh.flush()
                 rows.append(row)
                 bar.set_postfix(loss=f"{row[2]:.3f}", test_acc=f"{test_acc:.3f}")
-            bar.close()
-        if writer and last_snap != step:
-            snapshot(step, rows[-1][2] if rows else float("nan"))
-        final = {"step": step, "epoch": config.epochs,
-                 "train_acc": rows[-1][3] if rows else evaluate(model, eval_train, transform),
-                 "test_acc": rows[-1][4] if rows else evaluate(model, eval_test, transform)}
-        save_kernel_file(run_dir / "kernels.npz", conv_kernels(model),
-                         metadata={**final, "model": config.model, "seed": config.seed})
-        torch.save(model.state_dict(), run_dir / "model.pt")
     finally:
-        torch.set_num_threads(threads)
-    status.update(status="complete", seconds=round(time.time() - started, 3), device=str(device), **final)
-    (run_dir / "run.json").write_text(json.dumps(status, indent=2))
-    return run_dir
+        bar.close()
+    _check_finite(model, step, config)
+    if writer and last_snap != step:
+        snapshot(step, rows[-1][2] if rows else float("nan"))
+    final = {"step": step, "epoch": config.epochs,
+             "train_acc": rows[-1][3] if rows else evaluate(model, eval_train, transform),
+             "test_acc": rows[-1][4] if rows else evaluate(model, eval_test, transform)}
+    save_kernel_file(run_dir / "kernels.npz", conv_kernels(model),
+                     metadata={**final, "model": config.model, "seed": config.seed})
+    torch.save(model.state_dict(), run_dir / "model.pt")
+    return final
 
 
 def _train_job(config_dict, run_dir, force):
@@ -389,8 +674,20 @@ def train_seeds(config: TrainConfig | dict, out_root, seeds, *, force: bool = Fa
     check_range("workers", workers, low=1, integer=True, fix="Use 1 or the number of cores.")
     from tqdm.auto import tqdm
 
+    seeds = list(seeds)
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= SEED_MAX:
+            raise InputError(f"seeds must be integers in [0, {SEED_MAX}] (--seed S --seeds N "
+                             f"trains seeds S..S+N-1); got {s!r}. Lower --seed or --seeds.")
     seeds = [int(s) for s in seeds]
-    jobs = [(config.replace(seed=s), Path(out_root) / f"seed_{s:03d}") for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be distinct (each is trained into seed_<s>); got {seeds}.")
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise InputError(f"--out {str(out_root)!r} is a file, not a folder; choose a folder path.")
+    jobs = [(config.replace(seed=s), out_root / f"seed_{s:03d}") for s in seeds]
+    for _, run_dir in jobs:  # before any network is trained
+        check_run_dir(run_dir, force=force)
     bar = tqdm(total=len(jobs), desc="networks", disable=not _show(progress))
     if workers == 1 or len(jobs) == 1:
         runs = []

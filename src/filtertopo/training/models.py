@@ -45,6 +45,19 @@ VGG_CONFIGS = {
 }
 
 
+_KWARG_EXAMPLES = {"in_channels": 1, "input_size": 28, "num_classes": 10, "hidden": 64,
+                   "widths": "[64,32]"}
+
+
+def _int_kwarg(name: str, value, low: int) -> int:
+    """A model factory's integer keyword argument, or InputError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InputError(f"model_kwargs[{name!r}] (--model-kwarg {name}=...) must be an integer "
+                         f">= {low}; got {value!r}. Example: --model-kwarg "
+                         f"{name}={_KWARG_EXAMPLES.get(name, low)}.")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One registry entry.
@@ -96,7 +109,22 @@ def paper_net(in_channels: int = 1, input_size: int = 28, num_classes: int = 10,
     >>> tuple(net(torch.zeros(2, 1, 28, 28)).shape)
     (2, 10)
     """
-    size = input_size // 2 // 2
+    in_channels = _int_kwarg("in_channels", in_channels, 1)
+    input_size = _int_kwarg("input_size", input_size, 1)
+    num_classes = _int_kwarg("num_classes", num_classes, 1)
+    hidden = _int_kwarg("hidden", hidden, 1)
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise InputError(f"model_kwargs['widths'] (--model-kwarg widths=...) must be a list of "
+                         f"channel counts; got {widths!r}. Example: --model-kwarg widths=[64,32].")
+    widths = tuple(_int_kwarg("widths", w, 1) for w in widths)
+    if not widths:
+        raise InputError("model_kwargs['widths'] (--model-kwarg widths=...) must name at least "
+                         "one conv layer; got []. Example: --model-kwarg widths=[64,32].")
+    size = input_size // 2 ** len(widths)
+    if size < 1:
+        raise InputError(f"model_kwargs['input_size'] (--model-kwarg input_size=...) must be >= "
+                         f"{2 ** len(widths)} for {len(widths)} conv layers (one 2x2 max-pool "
+                         f"each); got {input_size}. Example: --model-kwarg input_size=28.")
     layers = OrderedDict()
     c = in_channels
     for i, w in enumerate(widths, start=1):
@@ -133,8 +161,18 @@ def vgg(config: str = "vgg16", *, width: float = 1.0, in_channels: int = 3,
     """
     if config not in VGG_CONFIGS:
         raise InputError(f"config must be one of {sorted(VGG_CONFIGS)}; got {config!r}.")
-    if not width > 0:
-        raise InputError(f"width must be > 0; got {width!r}. Use e.g. 0.25 for a quarter width.")
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.number)) \
+            or not np.isfinite(width) or not width > 0:
+        raise InputError(f"model_kwargs['width'] (--model-kwarg width=...) must be a finite "
+                         f"number > 0; got {width!r}. Use e.g. 0.25 for a quarter width.")
+    in_channels = _int_kwarg("in_channels", in_channels, 1)
+    input_size = _int_kwarg("input_size", input_size, 1)
+    num_classes = _int_kwarg("num_classes", num_classes, 1)
+    if hidden is not None:
+        hidden = _int_kwarg("hidden", hidden, 1)
+    if not isinstance(batch_norm, bool):
+        raise InputError(f"model_kwargs['batch_norm'] (--model-kwarg batch_norm=...) must be "
+                         f"true or false; got {batch_norm!r}.")
     layers = OrderedDict()
     c, size, i, j = in_channels, input_size, 0, 0
     for item in VGG_CONFIGS[config]:
@@ -245,11 +283,18 @@ def create_model(name: str, **kwargs) -> nn.Module:
     """
     spec = get_spec(name)
     try:
-        return spec.factory(**{**spec.defaults, **kwargs})
-    except TypeError as exc:
-        raise InputError(f"model_kwargs {kwargs!r} not accepted by model {name!r}: {exc}. "
-                         "Built-in models accept in_channels, input_size, num_classes "
-                         "(VGG also width, batch_norm, hidden).") from exc
+        model = spec.factory(**{**spec.defaults, **kwargs})
+    except InputError:
+        raise
+    except Exception as exc:  # a user's factory, or torch refusing a value
+        raise InputError(f"model_kwargs {kwargs!r} not accepted by model {name!r}: "
+                         f"{type(exc).__name__}: {exc}. Built-in models accept in_channels, "
+                         "input_size, num_classes (integers >= 1; mnist_net also widths, hidden; "
+                         "VGG also width, batch_norm, hidden).") from exc
+    if not isinstance(model, nn.Module):
+        raise InputError(f"the factory of model {name!r} returned {type(model).__name__}, not a "
+                         "torch.nn.Module; fix the factory passed to register_model.")
+    return model
 
 
 def conv_kernels(model: nn.Module) -> dict[str, np.ndarray]:

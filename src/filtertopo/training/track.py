@@ -33,6 +33,51 @@ __all__ = ["track", "TrackResult", "plot_track", "plot_track_panel", "track_pane
 TRACK_FILES = ("track.csv", "track.json", "track_h1.png")
 
 
+def check_track_out(out, *, force: bool = False, steps=None) -> Path:
+    """Refuse, before any work, an output folder :meth:`TrackResult.save` must not write.
+
+    The whole tree is checked: ``out`` must be a folder (or absent); without ``force``
+    it must hold no tracking results (:data:`TRACK_FILES`, ``mapper_*_step_*.png``) and
+    no ``steps/`` folder with anything in it (an earlier track's, or anyone's, analyses
+    are never overwritten silently). With ``force`` those are replaced, but a file
+    standing where a folder is written (``steps``, ``steps/step_<n>`` for the given
+    ``steps``) is still refused. Nothing is changed.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; choose a folder path.")
+    if not out.is_dir():
+        return out
+    steps_dir = out / "steps"
+    if steps_dir.exists() and not steps_dir.is_dir():
+        raise InputError(f"--out {str(out)!r}: {str(steps_dir)!r} is a file, where track writes "
+                         "the folder of per-step analyses; remove or rename it, or choose another "
+                         "--out.")
+    for step in steps or ():
+        d = steps_dir / f"step_{int(step):06d}"
+        if d.exists() and not d.is_dir():
+            raise InputError(f"--out {str(out)!r}: {str(d)!r} is a file, where track writes "
+                             f"step {step}'s analysis; remove or rename it, or choose another --out.")
+    if force:
+        return out
+    existing = [f for f in TRACK_FILES if (out / f).exists()]
+    existing += sorted(f.name for f in out.glob("mapper_*_step_*.png"))
+    if existing:
+        raise InputError(f"--out {str(out)!r} already holds tracking results "
+                         f"({', '.join(existing[:6])}); choose another folder or pass --force.")
+    if steps_dir.is_dir():
+        try:
+            held = sorted(e.name for e in steps_dir.iterdir())
+        except OSError as exc:
+            raise InputError(f"--out {str(out)!r}: {str(steps_dir)!r} cannot be listed "
+                             f"({exc.strerror or exc}); choose another --out.") from None
+        if held:
+            raise InputError(f"--out {str(out)!r} already holds per-step results in steps/ "
+                             f"({', '.join(held[:4])}{' ...' if len(held) > 4 else ''}); "
+                             "track would overwrite them. Choose another folder or pass --force.")
+    return out
+
+
 @dataclass(frozen=True)
 class TrackResult:
     """What :func:`track` found.
@@ -68,14 +113,13 @@ class TrackResult:
         """Write ``track.csv``, ``track.json``, ``track_h1.png`` (:func:`plot_track`),
         ``mapper_<layer>_step_<n>.png`` at the ``mapper_steps`` and, with
         ``steps_detail``, each step's analysis under ``steps/step_<n>/`` (six-digit
-        step, readable by :meth:`AnalysisResult.load`)."""
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {str(out)!r} is a file; choose a folder path.")
-        existing = [f for f in TRACK_FILES if (out / f).exists()]
-        if existing and not force:
-            raise InputError(f"--out {str(out)!r} already holds tracking results "
-                             f"({', '.join(existing)}); choose another folder or pass --force.")
+        step, readable by :meth:`AnalysisResult.load`).
+
+        The whole output tree is checked first (:func:`check_track_out`): without
+        ``force``, a folder holding tracking results or anything under ``steps/`` is
+        refused before a file is written."""
+        out = check_track_out(out_dir, force=force,
+                              steps=list(self.results) if steps_detail else None)
         out.mkdir(parents=True, exist_ok=True)
         self.table.to_csv(out / "track.csv", index=False)
         doc = {"runs": list(self.runs), "config": self.config, "missing": list(self.missing),
@@ -83,7 +127,7 @@ class TrackResult:
         (out / "track.json").write_text(json.dumps(doc, indent=1))
         if steps_detail:
             for step, res in self.results.items():
-                res.save(out / "steps" / f"step_{step:06d}", force=True)
+                res.save(out / "steps" / f"step_{step:06d}", force=force)
         if figures and len(self.table):
             from matplotlib.figure import Figure
 
@@ -260,6 +304,20 @@ def plot_track(table, layers=None, axes=None, *, fig=None):
     return fig
 
 
+def _check_layers(snap, layers, step):
+    """Resolve the layer selector on one snapshot (cheap) before any analysis."""
+    from ..pipeline import select_layers
+    from ..weights import load_kernels
+
+    if layers is None:
+        return
+    try:
+        bundle = load_kernels(snap.path)
+    except InputError as exc:
+        raise InputError(f"step {step}: {exc}") from None
+    select_layers(list(bundle.kernels), layers)
+
+
 def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 1, coeff=2,
           seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
           null_draws: int = 0, steps=None, mapper_steps=(), clamp_k: bool = True,
@@ -316,12 +374,24 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 
             or null_draws < 0:
         raise InputError(f"null_draws must be an integer >= 0; got {null_draws!r}. "
                          "Pass e.g. 3 (--null-draws 3), or 0 to skip the null model.")
+    from ..errors import check_seed
+
+    check_seed("seed (--seed)", seed, allow_generator=False)  # the rule of analyze
+    from ..pipeline import _validate
+
+    _validate(k, p, maxdim, coeff, n_landmarks, max_points)  # before any snapshot is read
     if out is not None:
-        existing = [f for f in TRACK_FILES if (Path(out) / f).exists()]
-        if existing and not force:
-            raise InputError(f"--out {str(out)!r} already holds tracking results "
-                             f"({', '.join(existing)}); choose another folder or pass --force.")
+        check_track_out(out, force=force)
     missing, by_step = [], defaultdict(list)
+    unique, seen_runs = [], {}
+    for run in run_dirs:
+        key = run.resolve() if run.exists() else run
+        if key in seen_runs:
+            missing.append(f"{run}: given twice (also as {seen_runs[key]}); tracked once")
+            continue
+        seen_runs[key] = run
+        unique.append(run)
+    run_dirs = unique
     for run in run_dirs:
         if not run.is_dir():
             raise InputError(f"run folder {str(run)!r} does not exist; pass folders written by "
@@ -344,6 +414,9 @@ def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 
     if [s for s in mapper_steps if s not in chosen]:
         raise InputError(f"mapper_steps {mapper_steps} must be among the tracked steps "
                          f"{chosen}.")
+    if out is not None:
+        check_track_out(out, force=force, steps=chosen)
+    _check_layers(by_step[chosen[0]][0], layers, chosen[0])  # a bad --layers fails here, not later
     for s in chosen:
         if len(by_step[s]) < len(run_dirs):
             have = {sn.path.parent.parent for sn in by_step[s]}
