@@ -21,7 +21,8 @@ def add_parser(sub):
                     "kernels.npz, model.pt and, with --snapshot-every N, RUN/snapshots/. "
                     "With --seeds N, trains N copies into RUN/seed_000 ... (pool them with "
                     "`filtertopo analyze RUN/seed_*/kernels.npz` or `filtertopo track RUN`).")
-    p.add_argument("--config", help="JSON file of TrainConfig keys; flags given override it")
+    p.add_argument("--config", help="JSON file of TrainConfig keys (an object, or a run's "
+                                     "config.json); flags given override it")
     p.add_argument("--model", help="registered architecture (default mnist_net); see --list")
     p.add_argument("--model-kwarg", action="append", default=[], metavar="KEY=VALUE",
                    help="model factory argument, e.g. width=0.25 (repeatable; JSON values)")
@@ -32,14 +33,16 @@ def add_parser(sub):
     p.add_argument("--download", action="store_true", default=None,
                    help="allow torchvision to download missing data files")
     p.add_argument("--n-train", type=int, help="use only this many training images")
-    p.add_argument("--data-seed", type=int, help="seed of the train/test split (default 0)")
+    p.add_argument("--data-seed", type=int,
+                   help="seed of the train/test split (default 0; 0 <= seed < 2**32)")
     p.add_argument("--optimizer", help="sgd (default), adam or adamw")
     p.add_argument("--lr", type=float, help="learning rate (default 0.05)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, help="weight decay (default 1e-3)")
     p.add_argument("--batch-size", type=int, help="batch size (default 32)")
     p.add_argument("--epochs", type=int, help="epochs (default 5)")
-    p.add_argument("--seed", type=int, help="initialisation / batch-order seed (default 0)")
+    p.add_argument("--seed", type=int,
+                   help="initialisation / batch-order seed (default 0; 0 <= seed < 2**32)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="train N copies with seeds SEED..SEED+N-1 into RUN/seed_<s>")
     p.add_argument("--workers", type=int, default=1,
@@ -50,7 +53,9 @@ def add_parser(sub):
     p.add_argument("--threads", type=int, help="torch threads while training")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--out", help="run folder to write")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty run folder")
+    p.add_argument("--force", action="store_true",
+                   help="reuse a non-empty run folder: the files train wrote there are replaced, "
+                        "other files and folders are kept")
     p.add_argument("--list", action="store_true", help="list registered models and data sets")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="progress bars (default: only on a terminal)")

@@ -3,7 +3,8 @@
 ``train(config, run_dir)`` writes a run folder::
 
     run_dir/config.json     resolved TrainConfig + versions + input shape
-    run_dir/run.json        status ("running" -> "complete"), timings, final accuracies
+    run_dir/run.json        status: "running" -> "complete", or "failed" (with error type and
+                            message) / "interrupted" (Ctrl-C, SIGTERM); timings, final accuracies
     run_dir/metrics.csv     one row per epoch: epoch, step, train_loss, train_acc, test_acc, seconds
     run_dir/kernels.npz     final conv kernels keyed by layer name (OIHW float32)
     run_dir/model.pt        final state_dict (torch.save, loadable with weights_only=True)
@@ -97,15 +98,18 @@ class TrainConfig:
         Use only this many training images (seeded subset).
     data_seed : int
         Seed of the offline sets' train/test split and of subsets; keep it fixed
-        across the copies of a pooled study so they share one test set.
+        across the copies of a pooled study so they share one test set. An integer in
+        ``[0, 2**32 - 1]`` (:data:`SEED_MAX`), like ``seed``.
     optimizer : {"sgd", "adam", "adamw"}
     lr, momentum, weight_decay : float
+        Finite; ``lr > 0``, ``momentum, weight_decay >= 0`` (NaN and inf are refused).
         Defaults (SGD, 0.05, 0.9, 1e-3) are the recipe under which the pooled first
         layer of the MNIST net showed the primary circle most clearly here; weight
         decay shrinks the random part of the initial filters (docs/training.md).
     batch_size, epochs : int
     seed : int
-        Initialisation and batch-order seed.
+        Initialisation and batch-order seed, an integer in ``[0, 2**32 - 1]``: the range
+        that numpy and torch both accept (``--seed``).
     snapshot_every : int
         Snapshot the conv kernels every this many batches, and at step 0 and at
         the end; 0 writes no snapshots.
@@ -503,6 +507,9 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     device = resolve_device(config.device)
     shape = _input_shape(config)
     transform = Transform(channels=shape[0], size=shape[1])
+    with torch.random.fork_rng(devices=[]):  # before the data: a bad model_kwarg fails at once
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, **config.model_kwargs)
     train_set, test_set = load_dataset(config.dataset, root=config.data_root,
                                        download=config.download, seed=config.data_seed)
     if config.test_dataset is not None:
@@ -514,9 +521,6 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     train_set = train_set.subset(config.n_train, seed=config.data_seed)
     eval_train = train_set.subset(config.eval_samples, seed=config.data_seed + 1)
     eval_test = test_set.subset(config.eval_samples, seed=config.data_seed + 1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = create_model(config.model, **config.model_kwargs)
     _dry_run(model, config, shape, transform,
              [train_set] + ([test_set] if config.test_dataset is None else []))
     # all checks passed: only now is anything written
