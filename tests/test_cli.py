@@ -34,7 +34,7 @@ def test_analyze_writes_outputs(ckpt, tmp_path, capsys):
     assert run("analyze", ckpt, "--out", out, "--k", 20) == 0
     df = pd.read_csv(out / "layers.csv")
     assert df["layer"].tolist() == ["conv1", "conv2"]
-    assert df.loc[0, "verdict"] == "circle"
+    assert df.loc[0, "verdict"] == "primary-circle"
     js = json.loads((out / "analysis.json").read_text())
     layer = js["layers"][0]
     for key in ["name", "shape", "n_filters", "n_core", "k", "p", "diagrams"]:
@@ -66,9 +66,9 @@ def _err(capsys):
 
 
 @pytest.mark.parametrize("extra,match", [
-    (["--k", "0"], "k must be"),
-    (["--p", "1.5"], "p must be"),
-    (["--k", "5000"], "needs at least 5001"),
+    (["--k", "0"], "k (--k) must be"),
+    (["--p", "1.5"], "p (--p) must be"),
+    (["--coeff", "257"], "from 2 to 127"),
     (["--layers", "nothing*"], "matches no conv layer"),
     (["--coeff", "4"], "prime"),
 ])

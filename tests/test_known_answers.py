@@ -16,13 +16,13 @@ def test_primary_circle_gives_one_dominant_bar():
     assert top[0] > 1.0
     assert top[0] > 10 * top[1]
     assert res.summary["n_significant"] == 1
-    assert res.verdict == "circle"
+    assert res.verdict == "primary-circle"
 
 
 def test_primary_circle_5x5_kernel():
     P, _ = primary_circle_filters(1500, seed=2, kernel=5, noise=0.05)
     res = analyze_points(P, k=30, p=0.3, kernel_shape=(5, 5))
-    assert res.verdict == "circle"
+    assert res.verdict == "primary-circle"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -106,5 +106,5 @@ def test_regression_small_circle_core_with_random_gaps_is_still_a_circle():
     # small part of the circle; the verdict once called this "clusters".
     P, _ = primary_circle_filters(600, seed=0)
     res = analyze_points(P, k=20)
-    assert res.verdict == "circle"
+    assert res.verdict == "primary-circle"
     assert res.theta is not None and res.theta.shape == (res.n_core,)

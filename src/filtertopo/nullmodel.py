@@ -55,7 +55,7 @@ class NullDistribution:
             "null_h1_max": mx,
             "h1_margin_z": float((observed - mean) / sd) if sd > 0 else float("nan"),
             "h1_ratio_null_max": float(observed / mx) if mx > 0 else float("inf"),
-            "null_frac_circle": float(np.mean([lab == "circle" for lab in self.labels])),
+            "null_frac_circle": float(np.mean([lab in ("circle", "primary-circle") for lab in self.labels])),
             "null_n_draws": float(len(v)),
         }
 

@@ -122,6 +122,8 @@ class LayerResult:
             "n_h1_significant": self.summary.get("n_significant", 0),
             "h0_max": self.summary.get("h0_max", 0.0),
             "verdict": self.verdict,
+            "scale_verdict": (self.extras.get("scales") or {}).get("majority", ""),
+            "scale_support": (self.extras.get("scales") or {}).get("support", float("nan")),
         }
         if "h2_max" in self.summary:
             row["h2_1"] = self.summary["h2_max"]

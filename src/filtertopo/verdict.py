@@ -48,7 +48,8 @@ from .homology import _lengths, count_significant
 __all__ = ["Verdict", "layer_verdict", "angular_gap", "LABELS"]
 
 #: Every label :func:`layer_verdict` can return.
-LABELS = ("none", "circle", "clusters", "three-circle", "klein-bottle", "multiple")
+LABELS = ("none", "primary-circle", "circle", "arc", "clusters", "three-circle", "klein-bottle", "multiple",
+          "too-few")
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,11 @@ def _as_by_coeff(diagrams_by_coeff) -> dict:
     return diagrams_by_coeff
 
 
-def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persistence: float = 0.15,
-                  min_ratio: float = 2.0, cluster_ratio: float = 2.0,
-                  max_angle_gap: float = np.pi / 8, max_empty: float = 0.75,
-                  field_ratio: float = 1.5) -> Verdict:
+def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, edge_theta=None, frac_primary=None,
+                  min_persistence: float = 0.15, min_ratio: float = 2.0, cluster_ratio: float = 2.0,
+                  max_angle_gap: float = np.pi / 8, max_empty: float = 0.75, max_arc: float = 2 * np.pi / 3,
+                  field_ratio: float = 1.5, min_agreement: float = 0.8,
+                  min_frac_primary: float = 0.5) -> Verdict:
     """Label a layer from its persistence diagrams (rules in the module docstring).
 
     Parameters
@@ -165,6 +167,17 @@ def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persis
         Fraction of the circle that 3 or more gaps must cover to make clusters.
     field_ratio : float, default=1.5
         How much longer a Z/2-only class must be over Z/2 than over Z/3.
+    edge_theta : ndarray of shape (n_core,), optional
+        Edge angle of each core filter (``filtertopo.shapes.fit_shapes(...).theta``).
+    frac_primary : float, optional
+        Fraction of the core near the primary circle (``shape_fractions``).
+    max_arc : float, default=2*pi/3
+        A loop whose angle leaves one empty arc wider than this (a third of the circle)
+        is an ``"arc"``, not a continuous circle.
+    min_agreement, min_frac_primary : float, default=0.8, 0.5
+        The primary-circle test: circular coordinate and edge angle agree up to rotation
+        and reflection at least this much, and at least this fraction of the core lies
+        near the primary circle.
 
     Returns
     -------
@@ -219,25 +232,58 @@ def layer_verdict(diagrams_by_coeff, core_points=None, *, theta=None, min_persis
                            "rerun with coeff=(2, 3) and maxdim=2 to tell them apart")
     else:
         l0 = _lengths(dg[0]) if 0 in dg else np.zeros(0)
-        n_clusters = 1 + count_significant(l0, min_persistence=min_persistence, min_ratio=cluster_ratio,
-                                           max_bars=64)
+        n_clusters = 1 + (count_significant(l0, min_persistence=min_persistence, min_ratio=cluster_ratio,
+                                            max_bars=min(64, len(l0) - 1)) if len(l0) >= 2 else 0)
         reasons.append(f"H0: {n_clusters} cluster(s) (longest finite H0 bars "
                        f"{np.round(l0[:4], 3).tolist()}; gap rule {cluster_ratio}x)")
+        primary, agree = False, None
+        if edge_theta is not None and frac_primary is not None:
+            fp = float(frac_primary)
+            primary = bool(fp >= min_frac_primary)
+            if theta is not None and len(theta) == len(edge_theta):
+                from .circular import circular_agreement
+
+                agree = circular_agreement(np.asarray(theta, float), np.asarray(edge_theta, float))
+            reasons.append(f"primary-circle test: {fp:.0%} of the core near the primary circle (rule >= "
+                           f"{min_frac_primary:.0%})" + ("" if agree is None else
+                                                          f", circular coordinate vs edge angle agreement "
+                                                          f"{agree:.2f}") + " -> "
+                           + ("edges: the loop is read by their edge angle" if primary
+                              else "not the primary circle"))
         g = None
-        if theta is not None:
+        if primary:
+            g, src = _gaps(edge_theta), "edge angle"
+        elif theta is not None:
             g, src = _gaps(theta), "circular coordinate"
         elif core_points is not None and len(core_points) >= 3:
             g, src = _gaps(_pca_angle(core_points)), "angle in the first two principal components"
         empty = 0.0
         if g is not None:
-            ang, n_gaps = float(g.max()), int(np.sum(g > max_angle_gap))
-            empty = float(g[g > max_angle_gap].sum() / (2 * np.pi))
-            reasons.append(f"{src}: {n_gaps} empty arc(s) wider than {np.degrees(max_angle_gap):.1f} deg, "
-                           f"widest {np.degrees(ang):.1f} deg, covering {empty:.0%} of the circle "
-                           f"(clusters leave >= 3 covering >= {max_empty:.0%})")
-        continuous = bool(n_clusters < 3 and (n_gaps is None or n_gaps < 3 or empty < max_empty))
-        label = "circle" if continuous else "clusters"
-        if not continuous:
+            m = len(g)
+            # an arc counts as empty when wider than max_angle_gap and than 3 mean spacings of m
+            # uniform points (a uniform sample leaves arcs that wide over about 20% of the circle)
+            cut = max(max_angle_gap, 3 * 2 * np.pi / max(m, 1))
+            ang, n_gaps = float(g.max()), int(np.sum(g > cut))
+            empty = float(g[g > cut].sum() / (2 * np.pi))
+            reasons.append(f"{src}: {n_gaps} empty arc(s) wider than {np.degrees(cut):.1f} deg "
+                           f"(max of {np.degrees(max_angle_gap):.1f} and 3 mean spacings of {m} points), widest "
+                           f"{np.degrees(ang):.1f} deg, covering {empty:.0%} of the circle (clusters leave >= 3 "
+                           f"covering >= {max_empty:.0%}; one arc > {np.degrees(max_arc):.0f} deg is a partial loop)")
+        clustered = bool(n_clusters >= 3 or (n_gaps is not None and n_gaps >= 3 and empty >= max_empty))
+        partial = bool(not clustered and ang is not None and ang > max_arc)
+        continuous = not clustered and not partial
+        if clustered:
+            label = "clusters"
             reasons.append("one H1 bar, but the loop is a few tight clusters, not a continuous circle")
+        elif partial:
+            label = "arc"
+            reasons.append(f"one H1 bar, but the filters leave an empty arc of {np.degrees(ang):.0f} deg: "
+                           "they cover part of a loop, not a continuous circle")
+        else:
+            label = "primary-circle" if primary else "circle"
+            reasons.append("a continuous loop of rotating edges: the primary circle" if primary else
+                           "a continuous loop that is not the primary circle (a 'complex circle')"
+                           if edge_theta is not None else "a continuous loop (primary-circle test not run: "
+                           "needs filters with a square odd kernel and a circular coordinate)")
     return Verdict(label, n, int(prim), tuple(map(float, l1[:6])), float(gap), n_clusters,
                    ang, n_gaps, continuous, klein, tuple(reasons))

@@ -26,7 +26,7 @@ def add_parser(sub):
                    help="skip circular coordinates of looped layers")
     p.add_argument("--jobs", type=int, default=-1,
                    help="layers analysed in parallel processes (default -1: every core)")
-    p.add_argument("--report", action="store_true", help="also write DIR/report.html")
+    p.add_argument("--report", action="store_true", help="also write DIR/report.html (turns on --scales)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +38,7 @@ def run(args) -> int:
                      seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
                      allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, n_jobs=args.jobs,
                      circular=args.circular, null_draws=args.null_draws, null_init=args.null_init,
-                     progress=args.progress)
+                     progress=args.progress, scales=args.scales or args.report)
     out = result.save(args.out, force=args.force)
     if getattr(args, "report", False):
         from ..report.html import write_report

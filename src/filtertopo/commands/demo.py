@@ -11,7 +11,7 @@ No network needed.
 
 from __future__ import annotations
 
-from . import check_out, print_table
+from . import check_out, k_arg, print_table
 
 DEMO_NETS = 24
 DEMO_EPOCHS = 4
@@ -30,8 +30,8 @@ def add_parser(sub):
                         "(default: min(2, CPUs))")
     p.add_argument("--layers", default="conv1",
                    help="layers to analyse: conv1 (default), conv2, or 'conv1,conv2'")
-    p.add_argument("--k", type=int, default=None,
-                   help="density neighbour (default min(200, pooled conv1 filters // 5))")
+    p.add_argument("--k", type=k_arg, default="auto",
+                   help="density neighbour: 'auto' (from the pooled layer size, default) or an integer")
     p.add_argument("--p", type=float, default=0.3, help="fraction of densest filters kept (0.3)")
     p.add_argument("--seed", type=int, default=0, help="first network seed and analysis seed")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
@@ -49,11 +49,20 @@ def run(args) -> int:
     from ..pipeline import analyze
     from ..training import TrainConfig, train_seeds
 
+    from ..errors import check_range, check_seed
+    from ..pipeline import _validate, select_layers
+    from ..result import check_output_dir
+
     check_out(args)
-    if args.n_nets < 1:
-        raise InputError(f"--n-nets must be >= 1; got {args.n_nets}. The paper pools ~100; "
-                         f"the demo default is {DEMO_NETS}.")
     out = Path(args.out)
+    check_output_dir(out / "init", force=args.force)  # never overwrite an earlier init/ analysis
+    # everything that can be checked is checked before minutes of training
+    check_range("--n-nets", args.n_nets, low=1, high=10_000, integer=True,
+                fix=f"The paper pools ~100; the demo default is {DEMO_NETS}.")
+    check_range("--epochs", args.epochs, low=0, high=1000, integer=True, fix=f"e.g. {DEMO_EPOCHS}.")
+    check_seed("--seed", args.seed, allow_generator=False)
+    _validate(args.k, args.p, 1, 2, 500, 10000, args.seed)
+    select_layers(["conv1", "conv2"], args.layers)
     import os
 
     # snapshot_every larger than the run: only step 0 (the initial filters) and the end
@@ -71,20 +80,38 @@ def run(args) -> int:
     t_train = time.time() - t0
     import json
 
-    accs = [json.loads((r / "run.json").read_text())["test_acc"] for r in runs]
+    accs = [json.loads((r / "run.json").read_text()).get("test_acc") for r in runs]
+    accs = [float("nan") if a is None else float(a) for a in accs]
     print(f"trained in {t_train:.0f} s; test accuracy mean {sum(accs) / len(accs):.3f} "
           f"(min {min(accs):.3f}, max {max(accs):.3f})", flush=True)
-    k = args.k if args.k is not None else max(5, min(200, 64 * args.n_nets // 5))
-    result = analyze([str(r / "kernels.npz") for r in runs], layers=args.layers, k=k, p=args.p,
-                     seed=args.seed, clamp_k=True, progress=args.progress)
-    result.save(out, force=args.force)
+    result = analyze([str(r / "kernels.npz") for r in runs], layers=args.layers, k=args.k, p=args.p,
+                     seed=args.seed, progress=args.progress, scales=True)
     init = analyze([str(r / "snapshots" / "step_000000.npz") for r in runs], layers=args.layers,
-                   k=k, p=args.p, seed=args.seed, clamp_k=True, progress=False)
-    init.save(out / "init", force=True)
+                   k=args.k, p=args.p, seed=args.seed, progress=False, scales=True)
+    result.save(out, force=args.force)
+    init.save(out / "init", force=args.force)
     print("\nthe same networks at initialisation (step 0):")
     print_table(init)
     print("\nafter training:")
     print_table(result)
+    report = write_demo_report(init, result, out / "report.html")
     print(f"wrote {out}/layers.csv, analysis.json, points.npz (initial filters: {out}/init, runs: "
           f"{out}/runs) in {time.time() - t0:.0f} s")
+    print(f"report: {report.resolve()} (initial and trained filters: verdict, barcode, Mapper, "
+          "filters on the circle)")
     return 0
+
+
+def write_demo_report(init, trained, path):
+    """One report.html with every layer at initialisation next to the same layer trained."""
+    from dataclasses import replace
+
+    from ..report.html import write_report
+    from ..result import AnalysisResult
+
+    layers = []
+    for a, b in zip(init.layers, trained.layers):
+        layers += [replace(a, name=f"{a.name} (initial)"), replace(b, name=f"{b.name} (trained)")]
+    both = AnalysisResult(tuple(layers), dict(trained.config, demo="initial vs trained"), trained.skipped)
+    write_report(both, path)
+    return path

@@ -172,7 +172,7 @@ class TopologyMonitor:
                 self._writer.add_scalar(f"filtertopo/{row['layer']}/{key}", float(row[key]),
                                         row["step"])
             self._writer.add_scalar(f"filtertopo/{row['layer']}/is_circle",
-                                    float(row["verdict"] == "circle"), row["step"])
+                                    float(row["verdict"] in ("circle", "primary-circle")), row["step"])
 
     def attach(self, optimizer):
         """Call :meth:`step` after every ``optimizer.step()``; returns the hook handle

@@ -149,9 +149,9 @@ class TrackResult:
 #: null-model columns (``track(..., null_draws >= 1)``).
 TRACK_PANELS = ("h1", "fractions", "margin", "verdict")
 _MARGIN_COLS = ("h1_ratio_null_max", "h1_margin_z")
-_VERDICT_COLORS = {"none": "0.55", "circle": "tab:green", "clusters": "tab:orange",
-                   "three-circle": "tab:blue", "klein-bottle": "tab:purple",
-                   "multiple": "tab:red"}
+_VERDICT_COLORS = {"none": "0.55", "primary-circle": "tab:green", "circle": "tab:olive",
+                   "arc": "tab:cyan", "clusters": "tab:orange", "three-circle": "tab:blue",
+                   "klein-bottle": "tab:purple", "multiple": "tab:red", "too-few": "0.8"}
 
 
 def _has(t, col) -> bool:
@@ -239,7 +239,7 @@ def plot_track_panel(table, layer: str, panel: str, ax=None):
         from ..verdict import LABELS
 
         seen = list(dict.fromkeys(t["verdict"].astype(str)))
-        labels = [v for v in LABELS if v in seen or v in ("none", "circle")] \
+        labels = [v for v in LABELS if v in seen or v in ("none", "primary-circle")] \
             + [v for v in seen if v not in LABELS]
         y = [labels.index(v) for v in t["verdict"].astype(str)]
         ax.scatter(x, y, c=[_VERDICT_COLORS.get(v, "k") for v in t["verdict"].astype(str)],
@@ -318,7 +318,7 @@ def _check_layers(snap, layers, step):
     select_layers(list(bundle.kernels), layers)
 
 
-def track(run_dirs, *, layers=None, k: int = 200, p: float = 0.3, maxdim: int = 1, coeff=2,
+def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, coeff=2,
           seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
           null_draws: int = 0, steps=None, mapper_steps=(), clamp_k: bool = True,
           progress: bool | None = None, out=None, force: bool = False) -> TrackResult:
