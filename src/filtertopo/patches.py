@@ -408,6 +408,9 @@ def analyze_patches(images, *, k: int = 300, p: float = 0.3, seed: int = 0, n_pe
     opts = dict(k=k, p=p, maxdim=maxdim, coeff=coeff, n_landmarks=n_landmarks, max_points=max_points)
     layer = analyze_points(ps.points, name="patches", seed=seed, normalize=False, kernel_shape=(3, 3),
                            provenance=ps.provenance, shape=(len(ps.names), 1, 3, 3), **opts)
+    if layer.verdict == "too-few":  # too few patches for k: say so, with the fix (S13)
+        return AnalysisResult((layer,), dict(images=list(ps.names), n_per_image=n_per_image, top=top,
+                                             seed=seed, **opts), ())
     v = layer_verdict(layer.diagrams_by_coeff, layer.core)
     metrics = dict(layer.metrics)
     metrics.update(shape_fractions(layer.core, (3, 3), tol=shape_tol, coords="dct"))
