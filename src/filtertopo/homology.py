@@ -47,6 +47,42 @@ def _is_prime(q: int) -> bool:
     return q >= 2 and all(q % d for d in range(2, int(q**0.5) + 1))
 
 
+def _rips_dm(D, *, maxdim: int, coeff: int, do_cocycles: bool = False):
+    """ripser on a dense distance matrix: (diagrams list, cocycles list or None).
+
+    Calls ripser.py's C++ module directly with the strict upper triangle in float32
+    (what ``ripser.ripser(D, distance_matrix=True)`` passes it), which skips importing
+    scikit-learn (about 1-2 s per process) and the n x n index grids; falls back to
+    ``ripser.ripser`` when the module layout differs.
+    """
+    D = np.asarray(D)
+    n = len(D)
+    try:
+        from pyRipser import doRipsFiltrationDM
+    except ImportError:  # pragma: no cover - other ripser builds
+        doRipsFiltrationDM = None
+    if doRipsFiltrationDM is None or n < 2 or np.any(np.diagonal(D) != 0):
+        from ripser import ripser
+
+        res = ripser(D, maxdim=int(maxdim), coeff=int(coeff), distance_matrix=True, do_cocycles=do_cocycles)
+        return list(res["dgms"]), (list(res["cocycles"]) if do_cocycles else None)
+    iu = np.triu_indices(n, 1)
+    res = doRipsFiltrationDM(np.ascontiguousarray(D[iu], dtype=np.float32), int(maxdim), np.inf,
+                             int(coeff), bool(do_cocycles))
+    dgms = [np.reshape(np.array(d, dtype=np.float64), (-1, 2)) for d in res["births_and_deaths_by_dim"]]
+    cocycles = None
+    if do_cocycles:
+        cocycles = []
+        for dim, ccs in enumerate(res["cocycles_by_dim"]):
+            out = []
+            for ccl in ccs:
+                ccl = np.reshape(np.array(ccl, dtype=np.int64), (-1, dim + 2))
+                ccl[:, -1] = np.mod(ccl[:, -1], coeff)
+                out.append(ccl)
+            cocycles.append(out)
+    return dgms, cocycles
+
+
 def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None = 500,
                 seed: int = 0, do_cocycles: bool = False, landmarks=None) -> Persistence:
     """Rips persistence diagrams of ``X`` in dimensions 0..maxdim over Z/coeff.
@@ -72,8 +108,6 @@ def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None =
     >>> bool(np.ptp(P.diagrams[1][0]) > 1.5)
     True
     """
-    from ripser import ripser
-
     X = np.asarray(X, dtype=np.float64)
     check_range("maxdim", maxdim, low=0, high=3, integer=True,
                 fix="H2 and above grow fast in cost; use --maxdim 1 or 2.")
@@ -91,9 +125,9 @@ def persistence(X, *, maxdim: int = 1, coeff: int = 2, n_landmarks: int | None =
     sq = np.einsum("ij,ij->i", L, L)
     D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * L @ L.T, 0.0))
     np.fill_diagonal(D, 0.0)
-    res = ripser(D, maxdim=int(maxdim), coeff=int(coeff), distance_matrix=True, do_cocycles=do_cocycles)
-    dgms = {d: np.asarray(res["dgms"][d], dtype=np.float64).reshape(-1, 2) for d in range(maxdim + 1)}
-    return Persistence(dgms, int(coeff), lm, radius, tuple(res["cocycles"]) if do_cocycles else None)
+    res_dgms, res_cocycles = _rips_dm(D, maxdim=int(maxdim), coeff=int(coeff), do_cocycles=do_cocycles)
+    dgms = {d: np.asarray(res_dgms[d], dtype=np.float64).reshape(-1, 2) for d in range(maxdim + 1)}
+    return Persistence(dgms, int(coeff), lm, radius, tuple(res_cocycles) if do_cocycles else None)
 
 
 def _lengths(diagram) -> np.ndarray:
