@@ -268,6 +268,7 @@ def atomic_write(path, write_fn, *, flag: str = "--out") -> Path:
     tmp = Path(tmp)
     try:
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as e:
@@ -279,6 +280,12 @@ def atomic_write(path, write_fn, *, flag: str = "--out") -> Path:
         raise
     _fsync_path(folder, directory=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- locking

@@ -15,6 +15,7 @@ from .figures import (
     plot_gallery,
     plot_mapper,
     plot_overview,
+    plot_scales,
 )
 from .html import result_table_html, write_report
 from .track_html import write_track_report
@@ -22,5 +23,5 @@ from .track_html import write_track_report
 __all__ = [
     "FILTER_CMAP", "CIRCLE_CMAP", "plot_barcode", "plot_diagram", "plot_filter",
     "plot_core_projection", "plot_gallery", "gallery_order", "plot_circle", "plot_mapper",
-    "plot_overview", "write_report", "result_table_html", "write_track_report",
+    "plot_overview", "plot_scales", "write_report", "result_table_html", "write_track_report",
 ]

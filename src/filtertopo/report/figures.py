@@ -18,7 +18,7 @@ from ._raster import FILTER_CMAP, filter_cmap, filters_rgba
 __all__ = [
     "FILTER_CMAP", "CIRCLE_CMAP", "filter_image", "filter_rgba", "plot_barcode",
     "plot_diagram", "plot_filter", "plot_core_projection", "plot_gallery", "plot_mapper",
-    "plot_overview", "mapper_layout", "node_colors", "projection",
+    "plot_overview", "plot_scales", "mapper_layout", "node_colors", "projection",
 ]
 
 #: Cyclic colour map of circle-valued coordinates (theta in [0, 2 pi)).
@@ -423,3 +423,43 @@ def plot_overview(result, *, fig=None, ncols=4, basis="auto", n_thumbnails=8):
         ax.set_ylabel("")
         ax.tick_params(labelsize="x-small")
     return fig
+
+
+def plot_scales(layer, ax=None):
+    """The multi-scale verdict: longest H1 bar over the (k, p) grid, each cell labelled.
+
+    Parameters
+    ----------
+    layer : LayerResult
+        Analysed with ``scales=True`` (``extras["scales"]``).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    sc = (getattr(layer, "extras", None) or {}).get("scales")
+    if not sc or not sc.get("cells"):
+        raise InputError(f"layer {getattr(layer, 'name', '?')!r} has no scale grid; analyse with scales=True "
+                         "(--scales).")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.figure(figsize=(4.5, 3.2)).add_subplot()
+    cells = sc["cells"]
+    ks = sorted({c["k"] for c in cells})
+    ps = sorted({c["p"] for c in cells})
+    Z = np.full((len(ps), len(ks)), np.nan)
+    for c in cells:
+        Z[ps.index(c["p"]), ks.index(c["k"])] = c["h1_1"]
+    im = ax.imshow(Z, origin="lower", cmap="Greens", vmin=0, vmax=max(1.0, np.nanmax(Z)), aspect="auto")
+    for c in cells:
+        ax.text(ks.index(c["k"]), ps.index(c["p"]), f"{c['verdict']}\n{c['h1_1']:.2f}", ha="center",
+                va="center", fontsize=7)
+    ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
+    ax.set_xlabel("k")
+    ax.set_ylabel("p")
+    ax.set_title(f"{sc['majority']} in {sc['support']:.0%} of the grid", fontsize=9)
+    ax.figure.colorbar(im, ax=ax, label="longest H1 bar")
+    return ax

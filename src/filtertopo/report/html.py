@@ -271,6 +271,16 @@ def _layer_section(i, layer, mapper_kwargs, mapper_max_points, timings):
     out.append("<p class='facts'>" + " &middot; ".join(
         f"{k} <b>{html.escape(str(v))}</b>" for k, v in facts.items()) + "</p>")
     out.append(_verdict_html(layer))
+    notes = [str(n) for n in (layer.extras or {}).get("notes", [])]
+    if notes:
+        out.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if (layer.extras or {}).get("scales"):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5, 3.2))
+        fig.subplots_adjust(left=0.12, right=0.95, bottom=0.16, top=0.9)
+        F.plot_scales(layer, ax=fig.add_subplot())
+        out.append(_img(_fig_b64(fig), f"verdict over the (k, p) grid of {layer.name}", "fig scales"))
     if len(core) < 3:
         out.append("<p>Too few core points for figures or Mapper.</p></section>")
         return "".join(out), None
