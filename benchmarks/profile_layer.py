@@ -77,10 +77,7 @@ def main():
     fs = filters_from_kernels(args.layer, [W])
     n = len(fs)
     kw = dict(points=fs.points, provenance=fs.provenance, max_points=args.max_points)
-    k = args.k if args.k is None or args.k == "auto" else int(args.k)
-    if k is None:
-        k = 200
-    kw_sub = dict(kw, k=k, clamp_k=True)
+    kw_sub = dict(kw) if args.k is None else dict(kw, k=args.k if args.k == "auto" else int(args.k))
     res = profile(f"{args.layer} subsampled ({n:,} -> {args.max_points:,})", args.top, **kw_sub)
     if args.exact:
         k_exact = int(round(res.k * n / args.max_points))
