@@ -33,7 +33,8 @@ def test_primary_circle_one_loop_graph(seed):
 def test_primary_circle_one_loop_nerve_paper_cover(seed):
     """30 x 30 intervals, overlap 2/3: the 1-skeleton has many triangles, the nerve one loop."""
     X = primary_circle(800, 0.05, seed)
-    g = mapper_graph(X, metric="euclidean")
+    g = mapper_graph(X, n_intervals="paper", metric="euclidean")
+    assert g.params["n_intervals"] == [30, 30]
     assert g.betti() == (1, 1)
     assert len(nx.cycle_basis(g.to_networkx())) > 1  # why betti() exists
 
@@ -42,7 +43,7 @@ def test_primary_circle_paper_defaults_giant_loop():
     """Variance-normalised metric (amplifies the noise of the always-zero centre pixel):
     still one loop, carried by a component holding nearly all points."""
     X = primary_circle(2000, 0.05, 4)
-    g = mapper_graph(X)
+    g = mapper_graph(X, n_intervals="paper")
     G = g.to_networkx()
     big = max(nx.connected_components(G), key=len)
     covered = set().union(*[set(g.nodes[v].tolist()) for v in big])
@@ -54,7 +55,8 @@ def test_auto_cut_beats_per_element_gap():
     """Regression: the plain per-element histogram gap splits arcs spuriously (about 3x the
     nodes) and here breaks the loop; the floored "auto" cut keeps it."""
     X = primary_circle(800, 0.05, 0)
-    gap, auto = mapper_graph(X, metric="euclidean", cut="gap"), mapper_graph(X, metric="euclidean")
+    gap = mapper_graph(X, n_intervals=30, metric="euclidean", cut="gap")
+    auto = mapper_graph(X, n_intervals=30, metric="euclidean")
     assert gap.n_nodes > 2 * auto.n_nodes
     assert gap.betti() != (1, 1) and auto.betti() == (1, 1)
 
