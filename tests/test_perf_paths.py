@@ -133,3 +133,30 @@ def test_knn_buffered_chunks_match_tree(monkeypatch):
     monkeypatch.setattr(density, "_CHUNK_BYTES", 5000 * 4 * 700)
     for k in (1, 37, 300):
         np.testing.assert_allclose(knn_distance(X, k), knn_distance(X, k, method="tree"), atol=2e-5)
+
+
+def test_knn_preselection_is_exact_with_fallback_rows(monkeypatch):
+    from filtertopo import density
+
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(6000, 9))
+    X[:800] = X[0]  # ties: 800 identical points, their k-th neighbour is at distance 0
+    ref = {k: knn_distance(X, k, method="tree") for k in (5, 150)}
+    for k in (5, 150):
+        assert density._sample_plan(len(X), k)[0] is not None  # the pre-selection is used
+        np.testing.assert_allclose(knn_distance(X, k), ref[k], atol=2e-5)
+    # a rank far too low: most rows miss k + 1 candidates and are selected in full
+    monkeypatch.setattr(density, "_sample_plan", lambda n, k: (n // 8, 2))
+    np.testing.assert_allclose(knn_distance(X, 150), ref[150], atol=2e-5)
+
+
+def test_kth_smallest_matches_partition():
+    from filtertopo.density import _kth_smallest, _sample_plan
+
+    rng = np.random.default_rng(10)
+    d2 = rng.normal(size=(300, 8192)).astype(np.float32)
+    for k in (0, 1, 60, 200):
+        s, r = _sample_plan(d2.shape[1], k)
+        want = np.partition(d2, k, axis=1)[:, k]
+        np.testing.assert_array_equal(_kth_smallest(d2.copy(), k, s, r), want)
+        np.testing.assert_array_equal(_kth_smallest(d2.copy(), k, None, None), want)
