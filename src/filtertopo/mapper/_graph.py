@@ -66,24 +66,30 @@ r = 16 and at r = 20, 26/30 at r = 24, 18/30 at r = 30 (all 12 failures at noise
 With 2 lenses and g = 2/3 the rule gives r = 6, 7, 12, 20, 20 at n = 60, 150, 460, 2000,
 6000; ``params["n_intervals"]`` records what was used, ``params["n_intervals_rule"]`` how.
 
-Measured with the defaults (seed 0; ``tests/test_mapper_scaling.py`` checks these):
+Measured with the defaults (``sample_shape`` seed 0, other clouds seeds 0-4;
+``tests/test_mapper_scaling.py`` checks the circle rows), against the paper's 30:
 
-======================================  =====  =====  ======  ==================
-cloud                                    n      r     nodes   Betti / median size
-======================================  =====  =====  ======  ==================
-primary circle, noise 0.15 (all points)  60     6     33      (1, 1) / 12
-                                         150    7     44      (1, 1) / 21
-                                         460    12    114     (1, 1) / 33
-                                         2000   20    270     (1, 1) / 67
-                                         6000   20    293     (1, 1) / 179
-same, paper resolution 30                460    30    515     (1, 5) / 7
-primary circle noise 0.1, densest 30%    460    12    102     (1, 1) / 34
-random Gaussian 9-d (5 seeds)            460    12    ~140    b1 = 1 in 2 of 5
-                                         2000   20    ~350    b0 1-4, b1 = 1 in 3 of 5
-4 orientations + noise 0.04 (5 seeds)    60     6     ~32     (2-3, 0)
-                                         460    12    ~70     (4, 0)
-                                         2000   20    ~140    (4, 0)
-======================================  =====  =====  ======  ==================
+=====================================  =====  ==  =====  ======  ====  =====  ======  ====
+cloud                                   n     r   nodes  Betti   med   r=30   Betti   med
+=====================================  =====  ==  =====  ======  ====  =====  ======  ====
+primary circle, noise 0.15, all points    60   6     33  (1, 1)    12    262  (10, 0)    2
+                                         150   7     44  (1, 1)    21    374  (4, 0)     3
+                                         460  12    114  (1, 1)    33    453  (1, 3)     8
+                                        2000  20    270  (1, 1)    67    512  (1, 1)    34
+                                        6000  20    293  (1, 1)   179    576  (1, 1)    78
+densest 30% of a circle, noise 0.1       460  12    102  (1, 1)    34    346  (1, 1)    10
+                                        2000  20    214  (1, 1)    84    372  (1, 1)    49
+densest 30%, noise 0.2                   460  12    112  (1, 1)    35    399  (1, 1)     9
+                                        6000  20    260  (1, 1)   202    484  (1, 1)   114
+random Gaussian 9-d, 5 seeds              60   6    ~36  (1, 0) x5  ~13
+                                         460  12   ~136  b1 = 1 in 2 of 5, b0 = 1     ~15
+                                        2000  20   ~345  b1 = 1 in 3 of 5, b0 1-4     ~19
+4 orientations + noise 0.04, 5 seeds      60   6    ~33  (2, 0) x1, (3, 0) x4
+                                         460  12    ~71  (4, 0) x5
+                                        2000  20   ~143  (4, 0) x5
+=====================================  =====  ==  =====  ======  ====  =====  ======  ====
+
+(med: median node size; the r=30 columns are ``n_intervals="paper"``.)
 
 Random Gaussian filters have no robust loop: a spurious b1 = 1 comes and goes with the
 seed (and b0 > 1 from small fragments at n = 2000); it is not suppressed on purpose. The
