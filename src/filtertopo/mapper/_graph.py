@@ -550,13 +550,14 @@ def mapper_graph(points, *, lens="pca", n_intervals="auto", overlap=2 / 3,
         clustering metric; ``"pca1"``: the first only;
         an array: given lens values (e.g. a circular coordinate).
     n_intervals : "auto", "paper", int or sequence of int, default="auto"
-        Intervals per lens dimension ("resolution"). ``"auto"``: the finest resolution,
-        from ``ceil(2 / (1 - overlap))`` up to 30, whose non-empty cover elements hold
-        ``AUTO_POINTS_PER_CELL`` (30) points or more (median), so that single linkage sees
-        enough points (:func:`auto_n_intervals`; the module docstring gives the rule).
-        ``"paper"``: 30, the paper's resolution. A lens dimension with a single value (e.g.
-        identical points) always gets one interval. ``params["n_intervals"]`` records the
-        resolution used.
+        Intervals per lens dimension ("resolution"). ``"auto"``:
+        :func:`auto_n_intervals` of the number of points, ``(n / 30)^(1/m) / (1 - overlap)``
+        clipped to ``[ceil(2 / (1 - overlap)), 20]`` (6, 7, 12, 20 at n = 60, 150, 460,
+        2000 with two lenses), so that a cover element holds about 30 points; the module
+        docstring gives the rule and its measurements. ``"paper"``: 30, the paper's
+        resolution. A lens dimension with a single value (e.g. identical points) always
+        gets one interval. ``params["n_intervals"]`` records the resolution used and
+        ``params["n_intervals_rule"]`` ("auto", "paper" or "given") how it was chosen.
     overlap : float in [0, 1), default=2/3
         Fraction of an interval shared with its neighbour (2/3 is "gain 3").
     metric : {"variance-normalized", "euclidean"}, default="variance-normalized"
@@ -568,8 +569,9 @@ def mapper_graph(points, *, lens="pca", n_intervals="auto", overlap=2 / 3,
     cut : "auto", "gap" or float, default="auto"
         Where single linkage cuts its dendrogram: ``"gap"`` at the first empty bin of each
         cover element's histogram of merge heights; ``"auto"`` the same, but only at a gap
-        above the whole cloud's single-linkage scale (:func:`global_scale`); a float: at
-        that distance (in the clustering metric).
+        above the whole cloud's single-linkage scale (:func:`global_scale`), and never
+        cutting off a piece of fewer than 3 points (it joins its nearest piece); a float:
+        at that distance (in the clustering metric).
     n_bins : int, default=10
         Bins of the merge-height histograms of ``cut="auto"`` and ``cut="gap"``.
     min_cover_size : int, default=1
