@@ -398,7 +398,7 @@ def write_report(result, path, *, mapper_kwargs=None, mapper_max_points=3000,
     result : AnalysisResult
     path : str or Path
     mapper_kwargs : dict, optional
-        Passed to :func:`filtertopo.mapper.mapper_graph` (default: the paper's settings).
+        Passed to :func:`filtertopo.mapper.mapper_graph` (default: resolution from the core size; ``n_intervals="paper"`` for the paper's 30).
     mapper_max_points : int, default=3000
         Layers with larger cores are subsampled (seeded by the layer's seed) for Mapper.
     overview : bool, default=True

@@ -218,7 +218,7 @@ def write_track_report(track_result, path, *, force: bool = False, detail_steps=
         Steps that get the per-layer analysis sections (Mapper graph, gallery, circle,
         barcode). Default: the first and last tracked step and the ``mapper_steps``.
     mapper_kwargs : dict, optional
-        Passed to :func:`filtertopo.mapper.mapper_graph` (default: the paper's settings).
+        Passed to :func:`filtertopo.mapper.mapper_graph` (default: resolution from the core size; ``n_intervals="paper"`` for the paper's 30).
     mapper_max_points : int, default=3000
         Larger cores are subsampled (seeded by the layer's seed) for Mapper.
 
