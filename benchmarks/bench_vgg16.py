@@ -51,6 +51,8 @@ import sys, time, json
 t0 = time.perf_counter()
 import filtertopo
 kw = {} if sys.argv[3] == "default" else {"k": int(sys.argv[3])}
+if sys.argv[7] != "default":
+    kw["n_landmarks"] = int(sys.argv[7])
 res = filtertopo.analyze(sys.argv[1], p=float(sys.argv[4]), max_points=int(sys.argv[5]),
                          n_jobs=int(sys.argv[6]), progress=False, **kw)
 res.save(sys.argv[2], force=True)
@@ -106,6 +108,7 @@ def main():
     ap.add_argument("--max-points", type=int, default=10000)
     ap.add_argument("--layer", default="features.12", help="large layer for the exact comparison")
     ap.add_argument("--jobs", type=int, default=-1, help="worker processes for the full analysis")
+    ap.add_argument("--n-landmarks", type=int, default=None, help="default: the pipeline's")
     ap.add_argument("--skip-exact", action="store_true")
     args = ap.parse_args()
     print("machine:", machine(), "|", load())
@@ -118,7 +121,8 @@ def main():
 
         t = time.perf_counter()
         rc, out, err, tree_peak = run_sampled([sys.executable, "-c", CHILD, str(ckpt), str(Path(tmp) / "out"),
-                                               "default" if args.k is None else str(args.k), str(args.p), str(args.max_points), str(args.jobs)])
+                                               "default" if args.k is None else str(args.k), str(args.p), str(args.max_points), str(args.jobs),
+                                               "default" if args.n_landmarks is None else str(args.n_landmarks)])
         wall = time.perf_counter() - t
         if rc:
             sys.exit(err)
@@ -139,6 +143,8 @@ def main():
         fs = filters_from_kernels(args.layer, [W])
         n = len(fs)
         kw = {} if args.k is None else {"k": args.k}
+        if args.n_landmarks is not None:
+            kw["n_landmarks"] = args.n_landmarks
         # untimed warm-up: imports and first calls, paid once per process by both paths
         analyze_points(fs.points[:3000], p=args.p, max_points=args.max_points, **kw)
         t = time.perf_counter()
@@ -148,7 +154,8 @@ def main():
         load_approx = load()
         k_exact = int(round(approx.k * n / args.max_points))
         t = time.perf_counter()
-        exact = analyze_points(fs.points, k=k_exact, p=args.p, max_points=None, provenance=fs.provenance)
+        exact = analyze_points(fs.points, p=args.p, max_points=None, provenance=fs.provenance,
+                               **dict(kw, k=k_exact))
         t_exact = time.perf_counter() - t
         load_exact = load()
         flat = lambda prov: set((prov[:, 1] * W.shape[1] + prov[:, 2]).tolist())  # noqa: E731

@@ -66,6 +66,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layer", default="features.12")
     ap.add_argument("--k", default=None, help="k for the subsampled run (default: the pipeline default)")
+    ap.add_argument("--n-landmarks", type=int, default=None, help="default: the pipeline's")
     ap.add_argument("--max-points", type=int, default=10000)
     ap.add_argument("--exact", action="store_true", help="also profile the exact run (kNN on all filters)")
     ap.add_argument("--top", type=int, default=0, help="also print the top N cProfile entries")
@@ -77,6 +78,8 @@ def main():
     fs = filters_from_kernels(args.layer, [W])
     n = len(fs)
     kw = dict(points=fs.points, provenance=fs.provenance, max_points=args.max_points)
+    if args.n_landmarks is not None:
+        kw["n_landmarks"] = args.n_landmarks
     kw_sub = dict(kw) if args.k is None else dict(kw, k=args.k if args.k == "auto" else int(args.k))
     res = profile(f"{args.layer} subsampled ({n:,} -> {args.max_points:,})", args.top, **kw_sub)
     if args.exact:
