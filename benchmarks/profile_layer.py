@@ -31,7 +31,7 @@ t_import = time.perf_counter() - t_import
 
 STAGES = [("normalize_filters", "normalize.py"), ("knn_distance", "density.py"),
           ("maxmin_landmarks", "density.py"), ("persistence", "homology.py"), ("ripser", "ripser.py"),
-          ("circular_coordinates", "circular.py"), ("layer_verdict", "verdict.py")]
+          ("circular_coordinates", "circular.py"), ("fit_shapes", "shapes.py"), ("layer_verdict", "verdict.py")]
 
 
 def stage_times(stats: pstats.Stats) -> dict:
