@@ -476,6 +476,10 @@ def _map_layers(jobs, n_jobs, progress):
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        if ctx.get_start_method() == "fork":
+            from .circular import warm_up
+
+            warm_up()  # forked workers inherit ripser and scipy.sparse.linalg already imported
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
             # largest layers first balances the workers; results come back in depth order
             order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
