@@ -182,8 +182,9 @@ def _topology(X, *, k, p, maxdim, coeffs, seed, n_landmarks, kernel_shape, circu
         try:
             from .shapes import fit_shapes, shape_fractions
 
-            metrics.update(shape_fractions(core, kernel_shape))
-            edge_theta = fit_shapes(core, kernel_shape).theta
+            fit = fit_shapes(core, kernel_shape)  # once: the fractions and the edge angle
+            metrics.update(shape_fractions(core, kernel_shape, fit=fit))
+            edge_theta = fit.theta
         except Exception as e:  # noqa: BLE001
             _note(notes, "shape fit", e)
     try:

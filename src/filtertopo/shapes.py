@@ -383,7 +383,7 @@ def fit_shapes(points, kernel_shape, *, sampling: str = "pixel", coords: str = "
 
 
 def shape_fractions(points, kernel_shape, *, tol: float = DEFAULT_TOL, coords: str = "auto",
-                    refine: bool = False) -> dict[str, float]:
+                    refine: bool = False, fit=None) -> dict[str, float]:
     """Fraction of filters within chord distance ``tol`` of each reference shape.
 
     Used for the per-layer table. A filter counts for a shape when its distance to the
@@ -403,6 +403,8 @@ def shape_fractions(points, kernel_shape, *, tol: float = DEFAULT_TOL, coords: s
     refine : bool, default=False
         Local refinement of theta1 (slower; the 1-degree grid changes the distance by
         less than 1e-3).
+    fit : ShapeFit, optional
+        ``fit_shapes(points, kernel_shape, ...)`` already computed (it is the cost).
 
     Returns
     -------
@@ -418,7 +420,8 @@ def shape_fractions(points, kernel_shape, *, tol: float = DEFAULT_TOL, coords: s
     """
     if not (isinstance(tol, (int, float)) and 0 < tol <= 2):
         raise InputError(f"tol must be a chord distance in (0, 2]; got {tol!r}. The default is {DEFAULT_TOL}.")
-    fit = fit_shapes(points, kernel_shape, coords=coords, refine=refine)
+    if fit is None:
+        fit = fit_shapes(points, kernel_shape, coords=coords, refine=refine)
     if len(fit.dist_primary) == 0:
         nan = float("nan")
         return dict.fromkeys(["frac_primary", "frac_secondary", "frac_three_circle", "frac_klein",
