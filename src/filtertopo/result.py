@@ -299,14 +299,21 @@ def _check_results_folder(out: Path):
     js = out / "analysis.json"
     if not os.path.lexists(js):
         raise InputError(f"{str(out)!r} holds no analysis.json; run `filtertopo analyze ... --out {out}` first.")
+    _check_result_file(js, out, "analysis.json", " (a folder, FIFO or device)")
+
+
+def _check_result_file(path: Path, out: Path, label: str, kinds: str) -> None:
+    """Refuse a result file that cannot be stat'ed or is not a regular file."""
+    import stat as _stat
+
     try:
-        mode = os.stat(js).st_mode
+        mode = os.stat(path).st_mode
     except OSError as e:
         from ._io import describe_oserror
 
-        raise InputError(f"analysis.json {describe_oserror(e, js)}") from None
+        raise InputError(f"{label} {describe_oserror(e, path)}") from None
     if not _stat.S_ISREG(mode):
-        raise InputError(f"{str(js)!r} is not a regular file (a folder, FIFO or device). {_rerun(out)}")
+        raise InputError(f"{str(path)!r} is not a regular file{kinds}. {_rerun(out)}")
 
 
 def _read_analysis_json(js: Path, out: Path) -> dict:
@@ -338,18 +345,10 @@ def _read_analysis_json(js: Path, out: Path) -> dict:
 
 
 def _read_points(path: Path, out: Path) -> dict:
-    import stat as _stat
     import zipfile
     import zlib
 
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        from ._io import describe_oserror
-
-        raise InputError(f"points.npz {describe_oserror(e, path)}") from None
-    if not _stat.S_ISREG(mode):
-        raise InputError(f"{str(path)!r} is not a regular file. {_rerun(out)}")
+    _check_result_file(path, out, "points.npz", "")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
