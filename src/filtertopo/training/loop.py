@@ -645,12 +645,13 @@ def _fit(model, config, run_dir, device, transform, train_set, test_set, eval_tr
     return final
 
 
-def _train_job(config_dict, run_dir, force):
-    return train(TrainConfig.from_dict(config_dict), run_dir, force=force, progress=False)
+def _train_job(job):
+    config, run_dir, force = job  # config: a TrainConfig here, its dict in a worker
+    return train(config, run_dir, force=force, progress=False)
 
 
 def train_seeds(config: TrainConfig | dict, out_root, seeds, *, force: bool = False,
-                progress: bool | None = None, workers: int = 1) -> list[Path]:
+                progress: bool | None = None, workers: int = 1, executor=None) -> list[Path]:
     """Train one copy per seed into ``out_root/seed_<seed>`` (the paper pools copies).
 
     Parameters
@@ -667,17 +668,21 @@ def train_seeds(config: TrainConfig | dict, out_root, seeds, *, force: bool = Fa
         Train this many networks at once in separate processes (spawned), each
         with ``config.threads`` threads (1 when unset). With ``config.threads``
         set, results are bit-identical to ``workers=1``.
+    executor : concurrent.futures.Executor, optional
+        Train on it instead (``workers`` is then not used), e.g. a Dask
+        ``Client.get_executor()``; each network gets ``config.threads`` threads (1 when
+        unset). It is not shut down. See :func:`filtertopo.jobs.map_jobs`.
 
     Returns
     -------
     list of Path
         The run folders, in the order of ``seeds``.
     """
+    from ..jobs import map_jobs
+
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     check_range("workers", workers, low=1, integer=True, fix="Use 1 or the number of cores.")
-    from tqdm.auto import tqdm
-
     seeds = list(seeds)
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= SEED_MAX:
@@ -692,23 +697,11 @@ def train_seeds(config: TrainConfig | dict, out_root, seeds, *, force: bool = Fa
     jobs = [(config.replace(seed=s), out_root / f"seed_{s:03d}") for s in seeds]
     for _, run_dir in jobs:  # before any network is trained
         check_run_dir(run_dir, force=force)
-    bar = tqdm(total=len(jobs), desc="networks", disable=not _show(progress))
-    if workers == 1 or len(jobs) == 1:
-        runs = []
-        for cfg, run_dir in jobs:
-            runs.append(train(cfg, run_dir, force=force, progress=False))
-            bar.update(1)
-        bar.close()
-        return runs
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=workers,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_job, cfg.replace(threads=cfg.threads or 1).to_dict(),
-                               str(run_dir), force): run_dir for cfg, run_dir in jobs}
-        for fut in as_completed(futures):
-            fut.result()  # re-raise a worker's error here
-            bar.update(1)
-    bar.close()
+    if executor is None and (workers == 1 or len(jobs) == 1):  # here, with this process's threads
+        tasks = [(cfg, run_dir, force) for cfg, run_dir in jobs]
+    else:  # several networks at once: one thread each unless config.threads says otherwise
+        tasks = [(cfg.replace(threads=cfg.threads or 1).to_dict(), str(run_dir), force)
+                 for cfg, run_dir in jobs]
+    map_jobs(_train_job, tasks, executor=executor, n_jobs=workers, mp_context="spawn",
+             blas_threads=None, progress=progress, desc="networks", unit="it")
     return [run_dir for _, run_dir in jobs]
