@@ -96,7 +96,7 @@ def test_analyze_patches_writes_a_loadable_result(tmp_path):
     lay = res["patches"]
     assert lay.n_filters == 600 and lay.core.shape[1] == 9 and lay.provenance.shape == (lay.n_core, 3)
     assert {"frac_primary", "null_h1_max", "h1_ratio_null_max"} <= set(lay.metrics)
-    assert res.config["images"] == ["camera", "grass"] and lay.extras["verdict"]["label"] == lay.verdict
+    assert res.inputs["images"] == ["camera", "grass"] and lay.verdict_detail.label == lay.verdict
     res.save(tmp_path / "out")
     back = AnalysisResult.load(tmp_path / "out")
     assert back["patches"].metrics["frac_primary"] == pytest.approx(lay.metrics["frac_primary"])

@@ -37,4 +37,4 @@ def test_pooled_mtcnn_first_layers_are_the_primary_circle(tmp_path):
     assert main(["analyze", *paths, "--layers", "conv1", "--out", str(out), "--scales", "--jobs", "1"]) == 0
     lay = json.loads((out / "analysis.json").read_text())["layers"][0]
     assert lay["n_filters"] == 210 and lay["verdict"] == "primary-circle"
-    assert lay["extras"]["scales"]["support"] >= 0.5
+    assert lay["scales"]["support"] >= 0.5

@@ -59,7 +59,7 @@ def test_t22_one_or_two_filters_are_too_few_not_an_error(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "t.npz"), "--out", str(tmp_path / "o")]) == 0
     rows = json.loads((tmp_path / "o" / "analysis.json").read_text())["layers"]
     assert rows[0]["verdict"] == "too-few"
-    assert "--clamp-k" not in json.dumps(rows[0]["extras"])
+    assert "--clamp-k" not in json.dumps(rows[0]["notes"])
 
 
 def test_s13_patches_k_larger_than_patches_names_only_patches_flags(tmp_path, capsys):
@@ -67,7 +67,7 @@ def test_s13_patches_k_larger_than_patches_names_only_patches_flags(tmp_path, ca
                  "--k", "5000", "--null-draws", "0"]) == 0
     out = capsys.readouterr()
     assert "too-few" in out.out
-    notes = json.loads((tmp_path / "o" / "analysis.json").read_text())["layers"][0]["extras"]["notes"]
+    notes = json.loads((tmp_path / "o" / "analysis.json").read_text())["layers"][0]["notes"]
     assert any("k='auto'" in n for n in notes)
     assert not any("--layers" in n or "--clamp-k" in n for n in notes)
 

@@ -112,6 +112,11 @@ def main(argv=None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         warnings.showwarning = _showwarning
+        if hasattr(args, "_analysis_base"):  # settings resolved (and --out checked) before any work
+            from .commands import resolve_analysis_args
+
+            if resolve_analysis_args(args):
+                return 0
         rc = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return rc

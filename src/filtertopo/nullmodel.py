@@ -61,22 +61,30 @@ class NullDistribution:
 
 
 def _longest_h1(layer) -> float:
-    return float(layer.summary.get("h1_max", 0.0))
+    return float(layer.bars.h1_max)
 
 
-def _label(layer) -> str:
-    from .verdict import layer_verdict
+def _config(config, k, p, kw):
+    """The null's settings: the layer's, at its k and p, one field, no circle or grid."""
+    from .config import AnalysisConfig
 
-    return layer_verdict(layer.diagrams_by_coeff, layer.core).label
+    base = AnalysisConfig() if config is None else config
+    kw = dict(kw)
+    coeff = kw.pop("coeff", base.coeff)
+    coeff = (coeff,) if isinstance(coeff, (int, np.integer)) else tuple(coeff)
+    settings = dict(k=k, p=p, maxdim=1, coeff=coeff[:1], null_draws=0, circular=False, scales=False,
+                    clamp_k=True, min_core=0)
+    settings.update(kw)
+    return base.replace(**settings)
 
 
-def _run(X, *, normalize, kernel_shape, k, p, seed, name, **kw):
-    from .pipeline import analyze_points
+def _run(X, cfg, *, normalize, kernel_shape, seed, name):
+    from .topology import analyse_cloud
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return analyze_points(X, name=name, k=k, p=p, seed=seed, normalize=normalize,
-                              kernel_shape=kernel_shape, **kw)
+        return analyse_cloud(X, cfg.replace(seed=seed), name=name, normalize=normalize,
+                             kernel_shape=kernel_shape)
 
 
 def _dim(kernel_shape, coords) -> int:
@@ -91,7 +99,7 @@ def _dim(kernel_shape, coords) -> int:
 
 
 def null_distribution(n_filters: int, kernel_shape, *, k: int, p: float, n_draws: int = 5, seed=0,
-                      coords: str = "pixel", **kw) -> NullDistribution:
+                      coords: str = "pixel", config=None, **kw) -> NullDistribution:
     """Run the pipeline on ``n_draws`` sets of matched isotropic Gaussian filters.
 
     Parameters
@@ -107,9 +115,12 @@ def null_distribution(n_filters: int, kernel_shape, *, k: int, p: float, n_draws
     coords : {"pixel", "dct"}, default="pixel"
         "dct": Gaussian points of R^8 scaled to the unit sphere S^7 (the null of 3x3
         patches in DCT coordinates), analysed with ``normalize=False``.
+    config : AnalysisConfig, optional
+        The layer's settings (landmarks, subsample, rules); each draw runs the topology core
+        (:func:`filtertopo.topology.analyse_cloud`) at ``k``, ``p``, the first field, H1,
+        without circular coordinates, with ``clamp_k=True`` and ``min_core=0``.
     **kw
-        Passed to :func:`~filtertopo.pipeline.analyze_points` (n_landmarks, coeff,
-        maxdim, max_points, clamp_k).
+        Settings that override those (n_landmarks, coeff, max_points, ...).
 
     Returns
     -------
@@ -120,6 +131,7 @@ def null_distribution(n_filters: int, kernel_shape, *, k: int, p: float, n_draws
         raise InputError(f"n_draws must be a positive integer; got {n_draws!r}. Use e.g. 5.")
     if not isinstance(n_filters, (int, np.integer)) or n_filters < 3:
         raise InputError(f"n_filters must be an integer >= 3; got {n_filters!r}.")
+    cfg = _config(config, k, p, kw)
     children = np.random.SeedSequence(seed).spawn(n_draws)
     vals, labels, seeds = [], [], []
     for i, ss in enumerate(children):
@@ -128,17 +140,17 @@ def null_distribution(n_filters: int, kernel_shape, *, k: int, p: float, n_draws
         if coords == "dct":
             G /= np.linalg.norm(G, axis=1, keepdims=True)
         s = int(ss.generate_state(1)[0] % (2**31))
-        lay = _run(G, normalize=coords == "pixel", kernel_shape=None if coords == "dct" else kernel_shape,
-                   k=k, p=p, seed=s, name=f"null{i}", **kw)
+        lay = _run(G, cfg, normalize=coords == "pixel", kernel_shape=None if coords == "dct" else kernel_shape,
+                   seed=s, name=f"null{i}")
         vals.append(_longest_h1(lay))
-        labels.append(_label(lay))
+        labels.append(lay.verdict)
         seeds.append(s)
     return NullDistribution(np.asarray(vals), tuple(labels), int(n_filters), d, tuple(seeds))
 
 
 def null_margin(points_raw, kernel_shape, *, k: int, p: float, n_draws: int = 5, seed=0,
                 observed: float | None = None, init_kernels=None, coords: str = "pixel",
-                **kw) -> dict[str, float]:
+                config=None, **kw) -> dict[str, float]:
     """Longest-H1 persistence of a layer against matched random filters.
 
     Parameters
@@ -157,8 +169,8 @@ def null_margin(points_raw, kernel_shape, *, k: int, p: float, n_draws: int = 5,
         Kernels of the same layer at initialisation, OIHW (4-D) or flattened (m, kh*kw);
         analysed as a second null.
     coords : {"pixel", "dct"}, default="pixel"
-    **kw
-        Passed to :func:`~filtertopo.pipeline.analyze_points`.
+    config, **kw
+        As for :func:`null_distribution`.
 
     Returns
     -------
@@ -181,18 +193,19 @@ def null_margin(points_raw, kernel_shape, *, k: int, p: float, n_draws: int = 5,
         raise InputError(f"points_raw must have shape (n, {d}) for kernel_shape {kernel_shape!r} "
                          f"and coords={coords!r}; got {X.shape}.")
     ks = None if coords == "dct" else kernel_shape
+    cfg = _config(config, k, p, kw)
     if observed is None:
-        observed = _longest_h1(_run(X, normalize=coords == "pixel", kernel_shape=ks, k=k, p=p,
-                                    seed=seed, name="observed", **kw))
+        observed = _longest_h1(_run(X, cfg, normalize=coords == "pixel", kernel_shape=ks, seed=seed,
+                                    name="observed"))
     out = null_distribution(len(X), kernel_shape, k=k, p=p, n_draws=n_draws, seed=seed,
-                            coords=coords, **kw).margin(observed)
+                            coords=coords, config=cfg).margin(observed)
     if init_kernels is not None:
         W = np.asarray(init_kernels, dtype=float)
         W = W.reshape(-1, W.shape[-2] * W.shape[-1]) if W.ndim == 4 else W
         if W.ndim != 2 or W.shape[1] != d:
             raise InputError(f"init_kernels must be OIHW with spatial size {kernel_shape!r} or (m, {d}); "
                              f"got shape {np.shape(init_kernels)}.")
-        h = _longest_h1(_run(W, normalize=True, kernel_shape=ks, k=k, p=p, seed=seed, name="init", **kw))
+        h = _longest_h1(_run(W, cfg, normalize=True, kernel_shape=ks, seed=seed, name="init"))
         out["init_h1"] = h
         out["h1_ratio_init"] = float(observed / h) if h > 0 else float("inf")
     return out

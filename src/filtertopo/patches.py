@@ -370,62 +370,53 @@ def sample_patches(images, n_per_image: int = 5000, top: float = 0.2, seed=0) ->
                     names=tuple(names), n_sampled=tuple(ns), contrast_cut=tuple(cuts))
 
 
-def analyze_patches(images, *, k: int = 300, p: float = 0.3, seed: int = 0, n_per_image: int = 5000,
-                    top: float = 0.2, coeff=2, maxdim: int = 1, n_landmarks: int = 500,
-                    max_points: int | None = 50000, null_draws: int = 3, shape_tol: float = 0.5):
+#: Settings of :func:`analyze_patches` (Carlsson et al. 2008: X(300, 0.3) of 50,000 patches,
+#: with a null of uniform points on S^7).
+PATCH_DEFAULTS = dict(k=300, p=0.3, max_points=50000, null_draws=3)
+
+
+def analyze_patches(images, config=None, *, n_per_image: int = 5000, top: float = 0.2,
+                    shape_tol: float | None = None, **overrides):
     """The patch space of natural images through the filtertopo pipeline, as one layer.
 
     Parameters
     ----------
     images : see :func:`sample_patches`
-    k, p : int, float, default=300, 0.3
-        Dense core X(k, p); Carlsson et al. use X(300, 0.3) (one circle) and X(15, 0.3)
-        (three circles).
-    seed : int, default=0
-        Patch positions, subsample, landmarks and null draws.
+    config : AnalysisConfig, dict or None
+        The settings; None: the defaults with :data:`PATCH_DEFAULTS` (``k=300``, ``p=0.3``,
+        ``max_points=50000``, ``null_draws=3``). Carlsson et al. use X(300, 0.3) (one
+        circle) and X(15, 0.3) (three circles). ``seed`` draws the patch positions, the
+        subsample, the landmarks and the null (uniform points on S^7).
     n_per_image, top : see :func:`sample_patches`
-    coeff, maxdim, n_landmarks, max_points
-        As for :func:`filtertopo.pipeline.analyze_points`; the paper subsamples 50,000 patches.
-    null_draws : int, default=3
-        Draws of matched uniform points on S^7 for the null margin (0 to skip).
-    shape_tol : float, default=0.5
-        Distance for the shape fractions (:func:`filtertopo.shapes.shape_fractions`).
+    shape_tol : float, optional
+        Deprecated spelling of ``shapes={"tol": ...}``.
+    **overrides
+        Single settings (``k=``, ``p=``, ``seed=``, ``null_draws=``, ...).
 
     Returns
     -------
     AnalysisResult
         One layer named ``"patches"``; its ``core`` holds pixel coordinates (unit D-norm),
-        homology ran on the DCT coordinates. ``metrics`` has the shape fractions and the
-        null margin, ``extras`` the verdict's reasons and the per-image counts.
+        homology ran on the DCT coordinates; the verdict, shape fractions and null margin are
+        read as for any layer (the edge angle of each patch included). ``result.inputs`` has
+        the images and the per-image counts.
     """
-    from .nullmodel import null_margin
-    from .pipeline import analyze_points
+    from .pipeline import analyze_points, resolve_config
     from .result import AnalysisResult
-    from .shapes import shape_fractions
-    from .verdict import layer_verdict
 
-    ps = sample_patches(images, n_per_image=n_per_image, top=top, seed=seed)
-    opts = dict(k=k, p=p, maxdim=maxdim, coeff=coeff, n_landmarks=n_landmarks, max_points=max_points)
-    layer = analyze_points(ps.points, name="patches", seed=seed, normalize=False, kernel_shape=(3, 3),
-                           provenance=ps.provenance, shape=(len(ps.names), 1, 3, 3), **opts)
-    if layer.verdict == "too-few":  # too few patches for k: say so, with the fix (S13)
-        return AnalysisResult((layer,), dict(images=list(ps.names), n_per_image=n_per_image, top=top,
-                                             seed=seed, **opts), ())
-    v = layer_verdict(layer.diagrams_by_coeff, layer.core)
-    metrics = dict(layer.metrics)
-    metrics.update(shape_fractions(layer.core, (3, 3), tol=shape_tol, coords="dct"))
-    if null_draws:
-        h1 = max(layer.summary.get("h1_top", [0.0]) or [0.0])
-        metrics.update(null_margin(ps.points, (3, 3), observed=h1, n_draws=null_draws, seed=seed,
-                                   coords="dct", **opts))
-    extras = dict(layer.extras)
-    extras.update(coords="core in pixel coordinates of unit D-norm; homology in DCT coordinates",
-                  verdict=v.to_dict(), images=list(ps.names), n_sampled=list(ps.n_sampled),
+    if config is None:
+        config = resolve_config(None, **PATCH_DEFAULTS)
+    if shape_tol is not None:
+        overrides["shapes"] = {"tol": shape_tol}
+    cfg = resolve_config(config, **overrides)  # validated before any image is read
+    ps = sample_patches(images, n_per_image=n_per_image, top=top, seed=cfg.seed)
+    layer = analyze_points(ps.points, cfg, name="patches", normalize=False, kernel_shape=(3, 3),
+                           provenance=ps.provenance, shape=(len(ps.names), 1, 3, 3))
+    inputs = dict(images=list(ps.names), n_per_image=n_per_image, top=top, log_offset=LOG_OFFSET,
+                  coords="core in pixel coordinates of unit D-norm; homology in DCT coordinates",
+                  n_sampled=list(ps.n_sampled),
                   n_kept=[int(np.sum(ps.provenance[:, 0] == i)) for i in range(len(ps.names))],
                   contrast_cut=list(ps.contrast_cut))
-    layer = dataclasses.replace(layer, verdict=v.label, metrics=metrics, extras=extras,
-                                core=from_dct(layer.core).astype(np.float32))
-    config = dict(images=list(ps.names), n_per_image=n_per_image, top=top, seed=seed, log_offset=LOG_OFFSET,
-                  null_draws=null_draws, shape_tol=shape_tol, **opts)
-    config["coeff"] = list(layer.coeff)
-    return AnalysisResult((layer,), config, ())
+    # too few patches for k: verdict "too-few", the notes say why, with the fix (S13)
+    layer = dataclasses.replace(layer, core=from_dct(layer.core).reshape(-1, 9).astype(np.float32))
+    return AnalysisResult((layer,), cfg, (), inputs)

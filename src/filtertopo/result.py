@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 
-__all__ = ["LayerResult", "AnalysisResult", "OUTPUT_FILES", "check_output_dir"]
+__all__ = ["LayerResult", "AnalysisResult", "OUTPUT_FILES", "TABLE_COLUMNS", "check_output_dir", "Counts",
+           "BarSummary", "CircularInfo", "ShapeFractions", "NullMargin", "ScaleCell", "ScaleGrid"]
 
 #: Files an analysis writes; an output folder holding any of them is never overwritten without force.
 OUTPUT_FILES = ("layers.csv", "analysis.json", "points.npz", "report.html")
@@ -44,6 +45,184 @@ def check_output_dir(out_dir, *, force: bool = False) -> Path:
     return _check(out_dir, force=force, names=RESULT_NAMES)
 
 
+def _f(v) -> float:
+    """A float, NaN for None (JSON null)."""
+    return float("nan") if v is None else float(v)
+
+
+class _Part:
+    """A typed, frozen part of a layer's result: ``to_dict`` / ``from_dict`` round-trip JSON."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__} must be a JSON object; got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _jsonable(v):
+    if isinstance(v, _Part):
+        return v.to_dict()
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class Counts(_Part):
+    """Filters in the layer (all sources), dropped as (near-)constant, analysed (after the
+    ``max_points`` subsample) and in the dense core."""
+
+    n_filters: int
+    n_dropped: int
+    n_used: int
+    n_core: int
+
+
+@dataclass(frozen=True)
+class BarSummary(_Part):
+    """The bars of the primary field's diagrams (:func:`filtertopo.homology.bar_summary`).
+
+    ``h1_top`` longest finite H1 persistences (chord distance), longest first (up to 10);
+    ``h1_gap_ratio`` = l1 / l2; ``n_significant`` H1 bars by the verdict rules' significance
+    test; ``h0_max`` longest finite H0 bar; ``h2_top``/``h2_max``/``n_significant_h2`` only
+    with maxdim >= 2 (else empty / NaN / -1); ``cover_radius`` of the landmarks (0 when every
+    core point is a landmark).
+    """
+
+    h1_top: tuple = ()
+    h1_max: float = 0.0
+    h1_gap_ratio: float = 0.0
+    n_significant: int = 0
+    h0_max: float = 0.0
+    h2_top: tuple = ()
+    h2_max: float = float("nan")
+    n_significant_h2: int = -1
+    cover_radius: float = 0.0
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("h1_top", tuple(float(x) for x in self.h1_top))
+        set_("h2_top", tuple(float(x) for x in self.h2_top))
+        for name in ("h1_max", "h1_gap_ratio", "h0_max", "h2_max", "cover_radius"):
+            set_(name, _f(getattr(self, name)))
+        set_("n_significant", int(self.n_significant))
+        set_("n_significant_h2", int(self.n_significant_h2))
+
+    @classmethod
+    def from_summary(cls, d: dict) -> "BarSummary":
+        """From the dict of :func:`filtertopo.homology.bar_summary` (plus ``cover_radius``)."""
+        return cls.from_dict(d)
+
+    def to_summary(self) -> dict:
+        """The dict :func:`filtertopo.homology.bar_summary` returns (H2 keys only when computed)."""
+        d = self.to_dict()
+        if self.n_significant_h2 < 0:
+            for key in ("h2_top", "h2_max", "n_significant_h2"):
+                d.pop(key)
+        return d
+
+
+@dataclass(frozen=True)
+class CircularInfo(_Part):
+    """How the circular coordinate ``theta`` was found: the H1 bar (birth, death) it came from,
+    the landmarks and field of its cocycle; or ``error`` when it could not be computed."""
+
+    bar: tuple | None = None
+    n_landmarks: int | None = None
+    prime: int | None = None
+    error: str | None = None
+
+    def __post_init__(self):
+        if self.bar is not None:
+            object.__setattr__(self, "bar", tuple(float(b) for b in self.bar))
+
+
+@dataclass(frozen=True)
+class ShapeFractions(_Part):
+    """Fractions of the core within ``shapes.tol`` of each reference shape
+    (:func:`filtertopo.shapes.shape_fractions`) and median chord distances."""
+
+    frac_primary: float = float("nan")
+    frac_secondary: float = float("nan")
+    frac_three_circle: float = float("nan")
+    frac_klein: float = float("nan")
+    median_dist_primary: float = float("nan")
+    median_dist_klein: float = float("nan")
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _f(getattr(self, f.name)))
+
+
+@dataclass(frozen=True)
+class NullMargin(_Part):
+    """Longest H1 bar against matched random filters (:func:`filtertopo.nullmodel.null_margin`);
+    ``init_h1``/``h1_ratio_init`` against the network at initialisation (NaN without it)."""
+
+    h1_observed: float = float("nan")
+    null_h1_mean: float = float("nan")
+    null_h1_std: float = float("nan")
+    null_h1_max: float = float("nan")
+    h1_margin_z: float = float("nan")
+    h1_ratio_null_max: float = float("nan")
+    null_frac_circle: float = float("nan")
+    null_n_draws: float = float("nan")
+    init_h1: float = float("nan")
+    h1_ratio_init: float = float("nan")
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _f(getattr(self, f.name)))
+
+
+@dataclass(frozen=True)
+class ScaleCell(_Part):
+    """One (k, p) cell of the multi-scale grid: its verdict and two longest H1 bars."""
+
+    k: int
+    p: float
+    verdict: str
+    h1_1: float = 0.0
+    h1_2: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScaleGrid(_Part):
+    """The verdict over the (k, p) grid of :func:`filtertopo.topology.scale_grid`: every
+    cell, the majority verdict and its support (fraction of cells agreeing)."""
+
+    cells: tuple
+    majority: str
+    support: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "cells", tuple(c if isinstance(c, ScaleCell) else ScaleCell.from_dict(c)
+                                                for c in self.cells))
+        object.__setattr__(self, "support", float(self.support))
+
+
+#: The per-layer table's columns, in order; :meth:`LayerResult.to_row` always gives all of them
+#: (NaN or "" for a part that was not computed), whatever the flags.
+TABLE_COLUMNS = (
+    "layer", "shape", "n_filters", "n_dropped", "n_used", "n_core", "k", "p",
+    "h1_1", "h1_2", "h1_3", "h1_gap_ratio", "n_h1_significant", "h0_max", "h2_1", "h1_1_z2", "h1_1_z3",
+    "verdict", "scale_verdict", "scale_support",
+    *(f.name for f in fields(ShapeFractions)), *(f.name for f in fields(NullMargin)),
+)
+
+
+def _deprecated(old: str, new: str):
+    import warnings
+
+    warnings.warn(f"LayerResult.{old} is deprecated and will be removed in the next release; use {new}.",
+                  DeprecationWarning, stacklevel=3)
+
+
 @dataclass(frozen=True)
 class LayerResult:
     """Everything filtertopo found about one layer (or one pooled point cloud).
@@ -57,29 +236,39 @@ class LayerResult:
         ``(kh, kw)``; None for point clouds that are not filters.
     n_filters, n_dropped, n_used, n_core : int
         Filters in the layer (all sources), dropped as (near-)constant, analysed
-        (after subsampling to ``max_points``), and in the dense core.
+        (after subsampling to ``max_points``), and in the dense core (also as ``counts``).
     k : int
+        The density neighbour used.
     p : float
+        The fraction kept (raised for small layers, see ``notes``).
     seed : int
     coeff : tuple of int
         Coefficient fields; the first is the primary one.
     diagrams : dict of int -> ndarray of shape (m, 2)
         Diagrams over the primary field; an infinite death is ``np.inf``.
     diagrams_by_coeff : dict of int -> dict of int -> ndarray
-    summary : dict
-        See :func:`filtertopo.homology.bar_summary`.
+    bars : BarSummary
     verdict : str
+        The label, one of :data:`filtertopo.verdict.LABELS`.
     core : ndarray of shape (n_core, d), float32
         The normalised core points homology was computed on (before landmarks).
     provenance : ndarray of shape (n_core, 3), int64
         ``(source, out, in)`` of each core point.
-    metrics : dict of str -> float
-        Extra per-layer table columns.
-    extras : dict
-        JSON-serialisable extras (the verdict's reasons, the circular-coordinate bar, ...).
+    verdict_detail : filtertopo.verdict.Verdict or None
+        Why: the rules applied with their numbers (``verdict_detail.reasons``).
+    circular : CircularInfo or None
+        Where ``theta`` came from (None when no loop was found or ``circular=False``).
+    shapes : ShapeFractions or None
+        None when the points are not square filters.
+    null : NullMargin or None
+        With ``null_draws >= 1``.
+    scales : ScaleGrid or None
+        With ``scales=True``.
+    notes : tuple of str
+        What was adjusted (k chosen, p raised) and what failed, one sentence each.
     theta : ndarray of shape (n_core,) or None
-        Circle-valued coordinate of each core point from the longest H1 bar
-        (DREiMac), when the layer has a significant loop.
+        Circle-valued coordinate of each core point from the longest H1 bar, when the
+        layer has a significant loop.
     """
 
     name: str
@@ -95,17 +284,75 @@ class LayerResult:
     coeff: tuple
     diagrams: dict
     diagrams_by_coeff: dict
-    summary: dict
+    bars: BarSummary
     verdict: str
     core: np.ndarray
     provenance: np.ndarray
-    metrics: dict = field(default_factory=dict)
-    extras: dict = field(default_factory=dict)
+    verdict_detail: object = None
+    circular: CircularInfo | None = None
+    shapes: ShapeFractions | None = None
+    null: NullMargin | None = None
+    scales: ScaleGrid | None = None
+    notes: tuple = ()
     theta: np.ndarray | None = None
 
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.n_filters, self.n_dropped, self.n_used, self.n_core)
+
+    @property
+    def reasons(self) -> tuple:
+        """The verdict's reasons (``verdict_detail.reasons``), one sentence per rule."""
+        return tuple(self.verdict_detail.reasons) if self.verdict_detail is not None else ()
+
+    # -- deprecated dict views (one release) ------------------------------------------------
+    @property
+    def summary(self) -> dict:
+        """Deprecated: use ``bars``."""
+        _deprecated("summary", "LayerResult.bars")
+        return self.bars.to_summary()
+
+    @property
+    def metrics(self) -> dict:
+        """Deprecated: use ``shapes`` and ``null`` (or the columns of ``to_row()``)."""
+        _deprecated("metrics", "LayerResult.shapes and LayerResult.null")
+        return self._metrics()
+
+    @property
+    def extras(self) -> dict:
+        """Deprecated: use ``verdict_detail``, ``circular``, ``scales`` and ``notes``."""
+        _deprecated("extras", "LayerResult.verdict_detail, .circular, .scales and .notes")
+        out = {}
+        if self.verdict_detail is not None:
+            out["verdict"] = self.verdict_detail.to_dict()
+        if self.circular is not None:
+            out["circular"] = ({"error": self.circular.error} if self.circular.error else
+                               {"bar": list(self.circular.bar or ()), "n_landmarks": self.circular.n_landmarks,
+                                "prime": self.circular.prime})
+        if self.scales is not None:
+            out["scales"] = self.scales.to_dict()
+        out["notes"] = list(self.notes)
+        return out
+
+    def _metrics(self) -> dict:
+        out = {}
+        if self.shapes is not None:
+            out.update(self.shapes.to_dict())
+        if self.null is not None:
+            out.update({k: v for k, v in self.null.to_dict().items()
+                        if not (k in ("init_h1", "h1_ratio_init") and math.isnan(v))})
+        return out
+
+    def _top_other(self, q: int) -> float:
+        dg = self.diagrams_by_coeff.get(q)
+        if dg is None or 1 not in dg:
+            return float("nan")
+        life = np.sort((dg[1][:, 1] - dg[1][:, 0])[np.isfinite(dg[1][:, 1])])[::-1]
+        return float(life[0]) if len(life) else 0.0
+
     def to_row(self) -> dict:
-        """One row of the per-layer table."""
-        top = list(self.summary.get("h1_top", []))
+        """One row of the per-layer table: exactly :data:`TABLE_COLUMNS`, whatever the flags."""
+        top = self.bars.h1_top
         row = {
             "layer": self.name,
             "shape": "x".join(map(str, self.shape)),
@@ -118,23 +365,22 @@ class LayerResult:
             "h1_1": top[0] if len(top) > 0 else 0.0,
             "h1_2": top[1] if len(top) > 1 else 0.0,
             "h1_3": top[2] if len(top) > 2 else 0.0,
-            "h1_gap_ratio": self.summary.get("h1_gap_ratio", 0.0),
-            "n_h1_significant": self.summary.get("n_significant", 0),
-            "h0_max": self.summary.get("h0_max", 0.0),
+            "h1_gap_ratio": self.bars.h1_gap_ratio,
+            "n_h1_significant": self.bars.n_significant,
+            "h0_max": self.bars.h0_max,
+            "h2_1": self.bars.h2_max,
+            "h1_1_z2": self._top_other(2),
+            "h1_1_z3": self._top_other(3),
             "verdict": self.verdict,
-            "scale_verdict": (self.extras.get("scales") or {}).get("majority", ""),
-            "scale_support": (self.extras.get("scales") or {}).get("support", float("nan")),
+            "scale_verdict": self.scales.majority if self.scales is not None else "",
+            "scale_support": self.scales.support if self.scales is not None else float("nan"),
         }
-        if "h2_max" in self.summary:
-            row["h2_1"] = self.summary["h2_max"]
-        for q, dg in self.diagrams_by_coeff.items():
-            if q != self.coeff[0] and 1 in dg:
-                life = np.sort((dg[1][:, 1] - dg[1][:, 0])[np.isfinite(dg[1][:, 1])])[::-1]
-                row[f"h1_1_z{q}"] = float(life[0]) if len(life) else 0.0
-        row.update(self.metrics)
+        row.update((self.shapes or ShapeFractions()).to_dict())
+        row.update((self.null or NullMargin()).to_dict())
         return row
 
     def to_json(self) -> dict:
+        part = lambda v: None if v is None else v.to_dict()  # noqa: E731
         return {
             "name": self.name,
             "shape": [int(s) for s in self.shape],
@@ -150,15 +396,43 @@ class LayerResult:
             "diagrams": {str(d): _dgm_to_json(v) for d, v in self.diagrams.items()},
             "diagrams_by_coeff": {str(q): {str(d): _dgm_to_json(v) for d, v in dg.items()}
                                   for q, dg in self.diagrams_by_coeff.items()},
-            "summary": self.summary,
+            "bars": self.bars.to_dict(),
             "verdict": self.verdict,
-            "metrics": self.metrics,
-            "extras": self.extras,
+            "verdict_detail": part(self.verdict_detail),
+            "circular": part(self.circular),
+            "shapes": part(self.shapes),
+            "null": part(self.null),
+            "scales": part(self.scales),
+            "notes": list(self.notes),
         }
 
     @classmethod
     def from_json(cls, d: dict, core=None, provenance=None, theta=None) -> "LayerResult":
+        """From :meth:`to_json` output, or from a layer of schema version 1 (``summary``,
+        ``metrics``, ``extras`` dicts)."""
+        from .verdict import Verdict
+
         dim = len(d["kernel_shape"]) if d.get("kernel_shape") else 0
+        opt = lambda cls_, v: None if v is None else cls_.from_dict(v)  # noqa: E731
+        if "bars" in d:
+            parts = dict(bars=BarSummary.from_dict(d["bars"]), verdict_detail=opt(_VerdictPart, d.get("verdict_detail")),
+                         circular=opt(CircularInfo, d.get("circular")), shapes=opt(ShapeFractions, d.get("shapes")),
+                         null=opt(NullMargin, d.get("null")), scales=opt(ScaleGrid, d.get("scales")),
+                         notes=tuple(str(n) for n in d.get("notes", [])))
+        else:  # schema 1
+            metrics, extras = d.get("metrics", {}), d.get("extras", {})
+            shape_keys = {f.name for f in fields(ShapeFractions)}
+            null_keys = {f.name for f in fields(NullMargin)}
+            parts = dict(
+                bars=BarSummary.from_summary(d.get("summary", {})),
+                verdict_detail=opt(_VerdictPart, extras.get("verdict")),
+                circular=opt(CircularInfo, extras.get("circular")),
+                shapes=ShapeFractions.from_dict(metrics) if shape_keys & set(metrics) else None,
+                null=NullMargin.from_dict(metrics) if null_keys & set(metrics) else None,
+                scales=opt(ScaleGrid, extras.get("scales")),
+                notes=tuple(str(n) for n in extras.get("notes", [])))
+        if parts["verdict_detail"] is not None and not isinstance(parts["verdict_detail"], Verdict):
+            parts["verdict_detail"] = parts["verdict_detail"].to_verdict()
         return cls(
             name=d["name"], shape=tuple(d["shape"]),
             kernel_shape=None if d.get("kernel_shape") is None else tuple(d["kernel_shape"]),
@@ -167,11 +441,33 @@ class LayerResult:
             diagrams={int(k): _dgm_from_json(v) for k, v in d["diagrams"].items()},
             diagrams_by_coeff={int(q): {int(k): _dgm_from_json(v) for k, v in dg.items()}
                                for q, dg in d.get("diagrams_by_coeff", {}).items()},
-            summary=d.get("summary", {}), verdict=d.get("verdict", ""),
+            verdict=d.get("verdict", ""),
             core=np.zeros((0, dim)) if core is None else core,
             provenance=np.zeros((0, 3), np.int64) if provenance is None else provenance,
-            metrics=d.get("metrics", {}), extras=d.get("extras", {}), theta=theta,
+            theta=theta, **parts,
         )
+
+
+class _VerdictPart:
+    """Reads a :class:`filtertopo.verdict.Verdict` back from its JSON dict."""
+
+    def __init__(self, d):
+        self.d = d
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise TypeError(f"verdict_detail must be a JSON object; got {type(d).__name__}")
+        return cls(d)
+
+    def to_verdict(self):
+        from .verdict import Verdict
+
+        names = {f.name for f in fields(Verdict)}
+        kw = {k: v for k, v in self.d.items() if k in names}
+        kw["h1_top"] = tuple(kw.get("h1_top", ()))
+        kw["reasons"] = tuple(kw.get("reasons", ()))
+        return Verdict(**kw)
 
 
 @dataclass(frozen=True)
@@ -182,15 +478,29 @@ class AnalysisResult:
     ----------
     layers : tuple of LayerResult
         In depth order.
-    config : dict
-        The resolved parameters (k, p, seed, sources, ...).
+    config : filtertopo.config.AnalysisConfig
+        Every setting; ``config.key()`` names the analysis.
     skipped : tuple of dict
         Tensors not analysed, with the reason.
+    inputs : dict
+        What was analysed and how it was run: ``sources``, ``layers``, ``null_init``,
+        ``n_jobs`` (patches: ``images``, ``n_per_image``, the per-image counts, ...).
     """
 
     layers: tuple
-    config: dict = field(default_factory=dict)
+    config: object = None
     skipped: tuple = ()
+    inputs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from .config import AnalysisConfig
+
+        if self.config is None:
+            object.__setattr__(self, "config", AnalysisConfig())
+        elif isinstance(self.config, dict):  # a dict of settings and inputs (schema 1)
+            cfg, rest = _split_config(self.config)
+            object.__setattr__(self, "config", cfg)
+            object.__setattr__(self, "inputs", {**rest, **self.inputs})
 
     def __getitem__(self, name) -> LayerResult:
         if isinstance(name, int):
@@ -220,9 +530,14 @@ class AnalysisResult:
         return f"AnalysisResult({len(self.layers)} layers; {names})"
 
     def to_json(self) -> dict:
+        from .config import SCHEMA_VERSION
+
         return {
+            "schema_version": SCHEMA_VERSION,
             "filtertopo_version": _version(),
-            "config": self.config,
+            "config": self.config.to_dict(),
+            "config_key": self.config.key(),
+            "inputs": self.inputs,
             "layers": [layer.to_json() for layer in self.layers],
             "skipped": list(self.skipped),
         }
@@ -274,7 +589,27 @@ class AnalysisResult:
         data = _read_analysis_json(js, out)
         arrays = _read_points(out / "points.npz", out) if os.path.lexists(out / "points.npz") else {}
         layers = tuple(_layer_from_json(js, out, i, d, arrays) for i, d in enumerate(data["layers"]))
-        return cls(layers, data.get("config", {}), tuple(data.get("skipped", [])))
+        try:
+            config, rest = _split_config(data.get("config", {}))
+        except InputError as e:
+            raise InputError(f"{js}: its config is not valid ({e}). {_rerun(out)}") from None
+        inputs = data.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise InputError(f"{js}: 'inputs' must be a JSON object; got {type(inputs).__name__}. {_rerun(out)}")
+        return cls(layers, config, tuple(data.get("skipped", [])), {**rest, **inputs})
+
+
+def _split_config(d: dict):
+    """(AnalysisConfig, the other keys) of a config dict; schema 1 mixed settings and inputs."""
+    from .config import AnalysisConfig
+
+    names = {f.name for f in fields(AnalysisConfig)}
+    legacy = {"shape_tol": "shapes"}  # patches of schema 1
+    settings = {k: v for k, v in d.items() if k in names}
+    if "shape_tol" in d and "shapes" not in d:
+        settings["shapes"] = {"tol": d["shape_tol"]}
+    rest = {k: v for k, v in d.items() if k not in names and k not in legacy}
+    return AnalysisConfig.from_dict(settings), rest
 
 
 def _rerun(out) -> str:
@@ -397,9 +732,14 @@ def _layer_from_json(js: Path, out: Path, i: int, d, arrays: dict) -> "LayerResu
     for key in ("diagrams",) + (("diagrams_by_coeff",) if "diagrams_by_coeff" in d else ()):
         if not isinstance(d[key], dict):
             raise bad(f"{key!r} must be a JSON object; got {type(d[key]).__name__}")
-    for key in ("summary", "metrics", "extras"):
+    for key in ("summary", "metrics", "extras", "bars"):
         if key in d and not isinstance(d[key], dict):
             raise bad(f"{key!r} must be a JSON object; got {type(d[key]).__name__}")
+    for key in ("verdict_detail", "circular", "shapes", "null", "scales"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise bad(f"{key!r} must be a JSON object or null; got {type(d[key]).__name__}")
+    if "notes" in d and not (isinstance(d["notes"], list) and all(isinstance(n, str) for n in d["notes"])):
+        raise bad(f"'notes' must be a list of strings; got {str(d['notes'])[:60]!r}")
     core = arrays.get(f"{name}{_SEP}core")
     prov = arrays.get(f"{name}{_SEP}provenance")
     theta = arrays.get(f"{name}{_SEP}theta")

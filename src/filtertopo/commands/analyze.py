@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_analysis_options, check_out, print_table
+from . import add_analysis_options, analysis_config, check_out, print_table
 
 
 def add_parser(sub):
@@ -15,14 +15,14 @@ def add_parser(sub):
     p.add_argument("--layers", default=None,
                    help="comma-separated layer names, globs (features.*) or 1-based depths (1,2)")
     add_analysis_options(p)
-    p.add_argument("--clamp-k", action="store_true", help="use k = n-1 for layers with no more than k filters")
+    p.add_argument("--clamp-k", action="store_true", default=None, help="use k = n-1 for layers with no more than k filters")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow code-running unpickling of trusted PyTorch checkpoints")
-    p.add_argument("--null-draws", type=int, default=0,
+    p.add_argument("--null-draws", type=int, default=None,
                    help="matched Gaussian null draws per layer; adds the null margin columns (default 0: off)")
     p.add_argument("--null-init", metavar="PATH", default=None,
                    help="the network at initialisation, as a second null (needs --null-draws >= 1)")
-    p.add_argument("--no-circular", dest="circular", action="store_false",
+    p.add_argument("--no-circular", dest="circular", action="store_false", default=None,
                    help="skip circular coordinates of looped layers")
     p.add_argument("--jobs", type=int, default=-1,
                    help="layers analysed in parallel processes (default -1: every core)")
@@ -34,11 +34,11 @@ def run(args) -> int:
     from ..pipeline import analyze
 
     check_out(args)
-    result = analyze(args.paths, layers=args.layers, k=args.k, p=args.p, maxdim=args.maxdim, coeff=args.coeff,
-                     seed=args.seed, n_landmarks=args.n_landmarks, max_points=args.max_points,
-                     allow_pickle=args.allow_pickle, clamp_k=args.clamp_k, n_jobs=args.jobs,
-                     circular=args.circular, null_draws=args.null_draws, null_init=args.null_init,
-                     progress=args.progress, scales=args.scales or args.report)
+    cfg = analysis_config(args)
+    if args.report and not cfg.scales:
+        cfg = cfg.replace(scales=True)  # the report shows the scales figure
+    result = analyze(args.paths, cfg, layers=args.layers, allow_pickle=args.allow_pickle, n_jobs=args.jobs,
+                     null_init=args.null_init, progress=args.progress)
     out = result.save(args.out, force=args.force)
     if getattr(args, "report", False):
         from ..report.html import write_report
