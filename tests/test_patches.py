@@ -113,3 +113,17 @@ def test_cli_patches(tmp_path, capsys):
     assert main(args + ["--force"]) == 0
     assert main(["patches", "nope.png", "--out", str(tmp_path / "x")]) == 2
     assert "neither a file nor a bundled image" in capsys.readouterr().err
+
+
+def test_patches_verdict_is_read_like_any_layer_primary_circle():
+    # issue 9 step 2: the patches path calls the same topology core as every layer, so its
+    # verdict reads the edge angle and the fraction near the primary circle. The diagrams are
+    # unchanged (h1 1.140 / 0.077 here, as before); the label was "circle" when the patches path
+    # re-ran the verdict without them, and is now "primary-circle", which is what Carlsson et al.
+    # found: the circle of high-contrast patches is the primary circle.
+    res = analyze_patches([synthetic_edges(256, seed=0)], k=30, n_per_image=12000, n_landmarks=250,
+                          null_draws=0)
+    lay = res["patches"]
+    assert lay.verdict == "primary-circle", lay.reasons
+    assert lay.shapes.frac_primary > 0.9 and lay.bars.n_significant == 1
+    assert lay.theta is not None and len(lay.theta) == lay.n_core
