@@ -149,3 +149,14 @@ def test_results_of_schema_1_still_load(tmp_path):
         assert conv.summary["n_significant"] == 1
     with pytest.deprecated_call():
         assert conv.metrics["frac_primary"] == conv.shapes.frac_primary
+
+
+def test_train_config_key():
+    from filtertopo.training import TrainConfig
+
+    a = TrainConfig()
+    assert a.key() == TrainConfig().key() and len(a.key()) == 16
+    assert a.replace(lr=0.01).key() != a.key() and a.replace(seed=1).key() != a.key()
+    assert a.replace(threads=2, device="auto").key() == a.key()  # how it runs is not what is trained
+    assert (TrainConfig(model_kwargs={"width": 2, "a": 1}).key()
+            == TrainConfig(model_kwargs={"a": 1, "width": 2}).key())

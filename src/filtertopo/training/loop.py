@@ -165,6 +165,17 @@ class TrainConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+    #: Fields that say where or how a run executes, not what is trained: left out of :meth:`key`.
+    KEY_EXCLUDES = ("data_root", "download", "threads", "device")
+
+    def key(self) -> str:
+        """Stable 16-hex-digit id of what is trained: the sha256 of the canonical JSON of
+        :meth:`to_dict` without :attr:`KEY_EXCLUDES` (so one run has one id on a laptop and
+        on a cluster). Same function as :meth:`filtertopo.config.AnalysisConfig.key`."""
+        from ..config import config_key
+
+        return config_key({k: v for k, v in self.to_dict().items() if k not in self.KEY_EXCLUDES})
+
     def validate(self):
         """Check every field's type and range; raise InputError naming the key."""
         hints = typing.get_type_hints(type(self))
