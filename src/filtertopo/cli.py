@@ -17,7 +17,7 @@ from .errors import FiltertopoError
 
 __all__ = ["main"]
 
-_VERBS = ["analyze", "describe", "demo", "patches", "report", "train", "track"]
+_VERBS = ["analyze", "compare", "describe", "demo", "patches", "report", "study", "sweep", "train", "track"]
 
 
 def build_parser() -> argparse.ArgumentParser:
