@@ -169,7 +169,7 @@ _NESTED = {"verdict": VerdictRules, "shapes": ShapeRules}
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Every setting of an analysis (PAPER.md §2 defaults; see :func:`filtertopo.analyze_points`).
+    """Every setting of an analysis (the paper's defaults, README "What is computed"; see :func:`filtertopo.analyze_points`).
 
     Attributes
     ----------

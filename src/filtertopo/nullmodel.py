@@ -7,7 +7,7 @@ filters, once mean-centred and normalised, are uniform on the sphere of zero-mea
 the "no structure" reference of Gabrielsson & Carlsson (2019), who contrast trained
 filters with those at random initialisation. The user may also give the kernels of the
 network at initialisation as a second null. The statistic compared is the persistence of
-the longest finite H1 bar of the dense core (PAPER.md §6).
+the longest finite H1 bar of the dense core (README, "What is computed").
 """
 
 from __future__ import annotations

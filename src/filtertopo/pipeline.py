@@ -22,7 +22,7 @@ from .weights import as_bundle
 
 __all__ = ["analyze", "analyze_points", "select_layers", "resolve_config", "DEFAULTS"]
 
-#: The default settings (PAPER.md §2 and this implementation): ``AnalysisConfig().to_dict()``.
+#: The default settings (the paper's and this implementation's, README "What is computed"): ``AnalysisConfig().to_dict()``.
 DEFAULTS = AnalysisConfig().to_dict()
 
 _SETTINGS = frozenset(AnalysisConfig.__dataclass_fields__)

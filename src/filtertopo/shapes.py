@@ -13,7 +13,7 @@ written for any odd kernel size k on the square [-1, 1]^2 split into k x k pixel
 
 Every filter is mean-centred and scaled to unit Euclidean norm. ``sampling="pixel"``
 integrates each function exactly over each pixel (the 3x3 case is the KF formula of
-PAPER.md §4); ``sampling="point"`` evaluates it at the pixel centres linspace(-1, 1, k).
+Love et al., "Topological Convolutional Layers for Deep Learning", JMLR 2023); ``sampling="point"`` evaluates it at the pixel centres linspace(-1, 1, k).
 The two differ only in the relative scale of the linear and quadratic parts, so the
 shapes are the *same sets* of unit vectors and distances agree; only (phi, t2) are
 reparametrised.

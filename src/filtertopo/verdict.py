@@ -1,6 +1,6 @@
 """The verdict of one layer: which shape its persistence diagrams describe.
 
-Rules (Gabrielsson & Carlsson 2019; Carlsson et al. 2008; PAPER.md §3-4):
+Rules (Gabrielsson & Carlsson 2019, arXiv 1810.03234; Carlsson et al. 2008; README "Verdicts"):
 
 1. **Significant H1 bars** over the primary field (the first key of
    ``diagrams_by_coeff``) are counted by the largest multiplicative gap among the

@@ -1,5 +1,5 @@
 """Mapper graph of a point cloud (Singh, Mémoli & Carlsson 2007), with the settings of
-Gabrielsson & Carlsson 2019 (§3 of PAPER.md) as defaults, except for a resolution that
+Gabrielsson & Carlsson 2019 (arXiv 1810.03234, their Mapper section) as defaults, except for a resolution that
 follows the number of points.
 
 Algorithm
