@@ -49,8 +49,9 @@ def run(args) -> int:
     from ..pipeline import analyze
     from ..training import TrainConfig, train_seeds
 
+    from ..config import AnalysisConfig
     from ..errors import check_range, check_seed
-    from ..pipeline import _validate, select_layers
+    from ..pipeline import select_layers
     from ..result import check_output_dir
 
     check_out(args)
@@ -61,7 +62,7 @@ def run(args) -> int:
                 fix=f"The paper pools ~100; the demo default is {DEMO_NETS}.")
     check_range("--epochs", args.epochs, low=0, high=1000, integer=True, fix=f"e.g. {DEMO_EPOCHS}.")
     check_seed("--seed", args.seed, allow_generator=False)
-    _validate(args.k, args.p, 1, 2, 500, 10000, args.seed)
+    analysis = AnalysisConfig(k=args.k, p=args.p, seed=args.seed, scales=True)
     select_layers(["conv1", "conv2"], args.layers)
     import os
 
@@ -84,10 +85,10 @@ def run(args) -> int:
     accs = [float("nan") if a is None else float(a) for a in accs]
     print(f"trained in {t_train:.0f} s; test accuracy mean {sum(accs) / len(accs):.3f} "
           f"(min {min(accs):.3f}, max {max(accs):.3f})", flush=True)
-    result = analyze([str(r / "kernels.npz") for r in runs], layers=args.layers, k=args.k, p=args.p,
-                     seed=args.seed, progress=args.progress, scales=True)
-    init = analyze([str(r / "snapshots" / "step_000000.npz") for r in runs], layers=args.layers,
-                   k=args.k, p=args.p, seed=args.seed, progress=False, scales=True)
+    result = analyze([str(r / "kernels.npz") for r in runs], analysis, layers=args.layers,
+                     progress=args.progress)
+    init = analyze([str(r / "snapshots" / "step_000000.npz") for r in runs], analysis, layers=args.layers,
+                   progress=False)
     result.save(out, force=args.force)
     init.save(out / "init", force=args.force)
     print("\nthe same networks at initialisation (step 0):")
@@ -112,6 +113,7 @@ def write_demo_report(init, trained, path):
     layers = []
     for a, b in zip(init.layers, trained.layers):
         layers += [replace(a, name=f"{a.name} (initial)"), replace(b, name=f"{b.name} (trained)")]
-    both = AnalysisResult(tuple(layers), dict(trained.config, demo="initial vs trained"), trained.skipped)
+    both = AnalysisResult(tuple(layers), trained.config, trained.skipped,
+                          dict(trained.inputs, demo="initial vs trained"))
     write_report(both, path)
     return path
