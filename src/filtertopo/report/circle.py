@@ -13,12 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, check_range
+from ._common import _TWO_PI, CIRCLE_CMAP, _new_ax, _thumb, gallery_pick, projection
 from ._raster import filter_cmap
-from .figures import CIRCLE_CMAP, _new_ax, _thumb, projection
 
 __all__ = ["gallery_order", "gallery_pick", "circle_picks", "plot_circle"]
-
-_TWO_PI = 2 * np.pi
 
 
 def gallery_order(core, theta=None, *, basis="auto"):
@@ -54,14 +52,6 @@ def gallery_order(core, theta=None, *, basis="auto"):
     P, labels = projection(core, basis)
     plane = "DCT e1/e2" if labels[0].startswith("DCT") else "PC1/PC2"
     return np.argsort(np.arctan2(P[:, 1], P[:, 0]), kind="stable"), f"angle in the {plane} plane"
-
-
-def gallery_pick(order, n):
-    """``n`` indices evenly spaced along ``order`` (all of them when ``n >= len(order)``)."""
-    order = np.asarray(order, dtype=np.int64)
-    if not len(order):
-        return order
-    return order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
 
 
 def circle_picks(theta, core, n=24) -> np.ndarray:

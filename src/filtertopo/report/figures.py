@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ._common import (_TWO_PI, CIRCLE_CMAP, _new_ax, _new_fig, _thumb, filter_image,
+                      gallery_pick, projection)
 from ._raster import FILTER_CMAP, filter_cmap, filters_rgba
 
 __all__ = [
@@ -21,39 +23,7 @@ __all__ = [
     "plot_overview", "plot_scales", "mapper_layout", "node_colors", "projection",
 ]
 
-#: Cyclic colour map of circle-valued coordinates (theta in [0, 2 pi)).
-CIRCLE_CMAP = "twilight"
-_TWO_PI = 2 * np.pi
 _DIM_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-
-
-def _new_ax(ax):
-    if ax is None:
-        from matplotlib.figure import Figure
-
-        ax = Figure(figsize=(4, 3.2)).add_subplot()
-    return ax
-
-
-def _new_fig(fig, figsize):
-    if fig is None:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=figsize, layout="constrained")
-    return fig
-
-
-def filter_image(f, kernel_shape=None) -> np.ndarray:
-    """A flattened filter as a 2-D array of ``kernel_shape`` (square by default)."""
-    f = np.asarray(f, dtype=np.float64)
-    if f.ndim == 2:
-        return f
-    if kernel_shape is None:
-        k = int(round(np.sqrt(f.size)))
-        if k * k != f.size:
-            raise InputError(f"filter of {f.size} values is not square; pass kernel_shape=(kh, kw).")
-        kernel_shape = (k, k)
-    return f.reshape(kernel_shape)
 
 
 def filter_rgba(f, kernel_shape=None) -> np.ndarray:
@@ -168,34 +138,6 @@ def plot_filter(filter, ax=None, *, kernel_shape=None, title=None):
     return ax
 
 
-def _thumb(ax, f, xy, kernel_shape, zoom, edgecolor="0.3"):
-    from matplotlib.colors import Normalize
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-
-    img = filter_image(f, kernel_shape)
-    m = float(np.abs(img).max()) or 1.0
-    box = AnnotationBbox(OffsetImage(img, cmap=filter_cmap(), norm=Normalize(-m, m), zoom=zoom,
-                                     interpolation="nearest"),
-                         xy, frameon=True, pad=0.1,
-                         bboxprops=dict(edgecolor=edgecolor, linewidth=1.5))
-    ax.add_artist(box)
-    return box
-
-
-def projection(core, basis="auto"):
-    """2-D coordinates of core points: DCT (e1, e2) for 3x3 with ``basis="auto"``, else PCA."""
-    core = np.asarray(core, dtype=np.float64)
-    if basis == "auto":
-        basis = "dct" if core.shape[1] == 9 else "pca"
-    if basis == "dct":
-        from ..normalize import to_dct
-
-        return to_dct(core)[:, :2], ("DCT e1", "DCT e2")
-    from ..mapper import pca_lens
-
-    return pca_lens(core, 2), ("PC 1", "PC 2")
-
-
 def plot_core_projection(core, ax=None, *, basis="auto", color=None, n_thumbnails=12,
                          kernel_shape=None, zoom=4.0, circular=False):
     """Core points on a plane with a few filter thumbnails around it.
@@ -275,8 +217,6 @@ def plot_gallery(core, order=None, *, n=48, ncols=12, kernel_shape=None, fig=Non
     """
     core = np.asarray(core, dtype=np.float64)
     order = np.arange(len(core)) if order is None else np.asarray(order, dtype=np.int64)
-    from .circle import gallery_pick
-
     pick = gallery_pick(order, n)
     nrows = max(1, -(-len(pick) // ncols))
     fig = _new_fig(fig, (ncols * 0.6, nrows * 0.6 + (0.3 if title else 0)))
