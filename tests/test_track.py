@@ -1,9 +1,12 @@
 """Tracking the filter topology over training: pooling by step, known answer, broken runs,
-the null-model margin against step and the tracking report."""
+the null-model margin against step, the figures (drawn apart from saving), the tracking
+report and the deprecated ``filtertopo.training.track``."""
 
+import importlib
 import inspect
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -13,9 +16,11 @@ torch = pytest.importorskip("torch")
 from filtertopo.cli import main  # noqa: E402
 from filtertopo.errors import InputError  # noqa: E402
 from filtertopo.pipeline import analyze  # noqa: E402
+from filtertopo.report.track_figures import (plot_track, save_track_figures,  # noqa: E402
+                                             track_panels)
 from filtertopo.report.track_html import write_track_report  # noqa: E402
-from filtertopo.training import SnapshotWriter, TrainConfig, track, train  # noqa: E402
-from filtertopo.training.track import plot_track, track_panels  # noqa: E402
+from filtertopo.tracking import track  # noqa: E402
+from filtertopo.training import SnapshotWriter, TrainConfig, train  # noqa: E402
 
 FAST = dict(layers="conv1", k=20, n_landmarks=80, progress=False)
 
@@ -51,13 +56,32 @@ def fake_run(root, seed, circle_filters, steps=(0, 100)):
     return root
 
 
-def test_known_answer_circle_appears(tmp_path, circle_filters):
+def test_known_answer_circle_appears(tmp_path, circle_filters, monkeypatch):
+    from matplotlib.figure import Figure
+
     runs = [fake_run(tmp_path / f"r{i}", i, circle_filters) for i in range(3)]
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("saving a tracking result drew a figure")
+
+    # saving (track(out=...)) never draws, even with Mapper graphs to draw
+    monkeypatch.setattr(Figure, "savefig", no_drawing)
     # p=1: uniform samples on the circle have no dense part, and a core of the densest
     # 30% would be a few arcs (the core then rightly says "clusters").
     res = track(runs, layers="conv1", k=30, p=1.0, n_landmarks=150, progress=False,
                 mapper_steps=[100], out=tmp_path / "out")
+    with pytest.warns(DeprecationWarning, match="no longer draws figures"):
+        res.save(tmp_path / "again", figures=True)
+    monkeypatch.undo()
+    assert not list((tmp_path / "out").glob("*.png"))
+    assert not list((tmp_path / "again").glob("*.png"))
+    assert (tmp_path / "out" / "track.csv").is_file()
+    assert [p.name for p in save_track_figures(res, tmp_path / "out")] == [
+        "track_h1.png", "mapper_conv1_step_000100.png"]
     assert (tmp_path / "out" / "mapper_conv1_step_000100.png").is_file()
+    with pytest.raises(InputError, match="already holds track_h1.png"):
+        save_track_figures(res, tmp_path / "out")
+    assert len(save_track_figures(res, tmp_path / "out", force=True)) == 2
     t = res.table.set_index("step")
     assert list(t.index) == [0, 100] and (t["n_runs"] == 3).all()
     assert t.loc[0, "n_filters"] == 450  # pooled over the three runs
@@ -83,8 +107,11 @@ def test_incomplete_runs_tracked_with_notes(tmp_path, circle_filters):
     assert "step_000100.npz: listed in index.csv but missing" in notes
     assert "'running'" in notes and "no snapshots" in notes
     assert "step 100: pooled 1 of 3 runs" in notes
-    for f in ("track.csv", "track.json", "track_h1.png"):
+    for f in ("track.csv", "track.json"):
         assert (tmp_path / "out" / f).is_file()
+    assert not (tmp_path / "out" / "track_h1.png").exists()  # figures are drawn apart
+    save_track_figures(res, tmp_path / "out")
+    assert (tmp_path / "out" / "track_h1.png").is_file()
     assert (tmp_path / "out" / "steps" / "step_000100" / "analysis.json").is_file()
     with pytest.raises(InputError, match="already holds tracking results"):
         track([a], layers="conv1", k=30, out=tmp_path / "out")
@@ -107,14 +134,19 @@ def test_cli_track_on_trained_runs(runs, tmp_path, capsys):
     assert "conv1" in out and "wrote" in out
     table = json.loads((tmp_path / "t" / "track.json").read_text())["rows"]
     assert [r["step"] for r in table] == [0, 2] and all(r["n_runs"] == 2 for r in table)
+    assert (tmp_path / "t" / "track_h1.png").is_file()  # the command draws what save does not
     assert not (tmp_path / "t" / "report.html").exists()
     assert main(["track", str(runs), "--out", str(tmp_path / "t")]) == 2
 
 
 def test_track_defaults_match_analyze():
+    from filtertopo.pipeline import DEFAULTS
+
     tp, ap = inspect.signature(track).parameters, inspect.signature(analyze).parameters
     for name in ("k", "p", "maxdim", "seed", "n_landmarks", "max_points", "null_draws"):
-        assert tp[name].default == ap[name].default, name
+        # a keyword of analyze, or (analyze(config, **overrides)) an entry of DEFAULTS
+        want = ap[name].default if name in ap else DEFAULTS[name]
+        assert tp[name].default == want, name
     assert tp["max_points"].default == 10000
 
 
@@ -134,7 +166,7 @@ def test_null_draws_add_the_margin_against_step(tracked, runs):
     assert {"h1_ratio_null_max", "frac_primary (circle)", "null longest bar, max"} <= labels
     # without the null model there is no margin panel and no null column
     plain = track(sorted(runs.glob("seed_*")), **FAST).table
-    assert "h1_ratio_null_max" not in plain
+    assert "h1_ratio_null_max" not in plain or plain["h1_ratio_null_max"].isna().all()
     assert track_panels(plain) == ("h1", "fractions", "verdict")
     with pytest.raises(InputError, match="null_draws must be an integer >= 0; got -1"):
         track(sorted(runs.glob("seed_*")), null_draws=-1, **FAST)
@@ -188,3 +220,34 @@ def test_cli_track_report_and_exit_codes(runs, tmp_path, capsys):
     assert main(args + ["--force"]) == 0
     assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert main(args[:-3] + ["--null-draws", "-1", "--out", str(tmp_path / "u")]) == 2
+
+
+def test_training_track_is_a_deprecated_shim(monkeypatch):
+    import filtertopo.tracking
+    import filtertopo.training
+
+    assert filtertopo.training.TrackResult is filtertopo.tracking.TrackResult
+    # re-import the shim whatever imported it before; both bindings are restored afterwards
+    monkeypatch.delitem(sys.modules, "filtertopo.training.track", raising=False)
+    monkeypatch.setattr(filtertopo.training, "track", filtertopo.tracking.track)
+    with pytest.warns(DeprecationWarning, match="import track and TrackResult from "
+                                                "filtertopo.tracking"):
+        shim = importlib.import_module("filtertopo.training.track")
+    assert shim.track is filtertopo.tracking.track
+    assert shim.TrackResult is filtertopo.tracking.TrackResult
+    assert shim.check_track_out is filtertopo.tracking.check_track_out
+    # importing the submodule rebinds filtertopo.training.track to it: it still tracks
+    assert filtertopo.training.track is shim and callable(shim)
+    assert inspect.signature(shim) == inspect.signature(filtertopo.tracking.track)
+    with pytest.raises(InputError, match="run_dirs is empty"):
+        filtertopo.training.track([])
+    # the figures moved to report, which training never imports: say where
+    with pytest.raises(ImportError, match="moved to filtertopo.report.track_figures"):
+        from filtertopo.training.track import plot_track  # noqa: F401
+    # the package itself binds the function and does not warn (it imports
+    # filtertopo.tracking, not the shim); in a fresh process, whatever this one imported
+    import subprocess
+
+    subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c",
+                    "import filtertopo.training as t, filtertopo.tracking as T; "
+                    "assert t.track is T.track, t.track"], check=True)

@@ -1,4 +1,8 @@
-"""``filtertopo track RUN... --out DIR``: topology of every snapshot, runs pooled by step."""
+"""``filtertopo track RUN... --out DIR``: topology of every snapshot, runs pooled by step.
+
+Tracking (:mod:`filtertopo.tracking`, no torch) and its figures
+(:mod:`filtertopo.report.track_figures`) meet here: the result is saved, then drawn.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ def run(args) -> int:
     import pandas as pd
 
     from ..errors import InputError
-    from ..training.track import track
+    from ..report.track_figures import save_track_figures
+    from ..tracking import track
 
     def ints(flag, text):
         try:
@@ -69,6 +74,7 @@ def run(args) -> int:
                 n_landmarks=args.n_landmarks, max_points=args.max_points,
                 null_draws=args.null_draws, steps=steps, mapper_steps=mapper_steps,
                 progress=args.progress, out=args.out, force=args.force)
+    save_track_figures(res, args.out, force=args.force)  # saving the result draws nothing
     if args.report:
         from ..report.track_html import write_track_report
 

@@ -1,10 +1,10 @@
 """One self-contained ``report.html`` for the topology of the filters over training.
 
-The page shows a :class:`~filtertopo.training.track.TrackResult` (Gabrielsson & Carlsson
+The page shows a :class:`~filtertopo.tracking.TrackResult` (Gabrielsson & Carlsson
 2019, §6: the structure appears and changes during training): the layer x step table,
 the curves against step (longest H1 persistences, circle fraction ``frac_primary``,
 null-model margin when tracked with ``null_draws``, verdict per step; drawn by
-:func:`filtertopo.training.track.plot_track`) and, for chosen steps (default the first,
+:func:`filtertopo.report.track_figures.plot_track`) and, for chosen steps (default the first,
 the last and the ``mapper_steps``), each layer's full analysis section as in the
 analysis report (:mod:`filtertopo.report.html`): verdict with reasons, interactive
 Mapper graph with filter images, barcode, diagram, core projection, the filters on the
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import html as H
+from .track_figures import plot_track, track_panels
 
 __all__ = ["write_track_report", "render_track_report", "track_table_html",
            "TRACK_COLUMN_HELP"]
@@ -113,8 +114,6 @@ def _detail_steps(track_result, detail_steps):
 
 
 def _curves_html(table) -> str:
-    from ..training.track import plot_track, track_panels
-
     panels = track_panels(table)
     what = {"h1": "the three longest H1 persistences (grey: the null model's mean and "
                   "largest longest bar)",
@@ -209,7 +208,7 @@ def write_track_report(track_result, path, *, force: bool = False, detail_steps=
     Parameters
     ----------
     track_result : TrackResult
-        From :func:`filtertopo.training.track` (holds each step's analysis).
+        From :func:`filtertopo.tracking.track` (holds each step's analysis).
     path : str or Path
         The file to write, e.g. ``DIR/report.html`` beside ``track.csv``.
     force : bool, default=False
@@ -232,7 +231,7 @@ def write_track_report(track_result, path, *, force: bool = False, detail_steps=
     From the command line: ``filtertopo track runs/ --out track/ --null-draws 3 --report``.
     From Python (it needs trained runs, so it is not run as a doctest)::
 
-        from filtertopo.training import track
+        from filtertopo.tracking import track
         res = track(["runs/seed_000", "runs/seed_001"], layers="conv1", null_draws=3)
         write_track_report(res, "track/report.html")
     """
