@@ -16,17 +16,12 @@ import filtertopo
 
 ROOT = "filtertopo"
 
-#: Import edges (importer, imported) that close a cycle in files this test does not own,
-#: tolerated until they are removed (each one is a lazy import inside a function):
-#: ``result`` and ``_io`` read ``__version__`` from the package ``__init__`` that imports
-#: ``result`` (a ``filtertopo/_version.py`` both import would end it).
+#: Import edges (importer, imported) that close a cycle, tolerated until they are removed
+#: (none now: ``result`` and ``_io`` read ``__version__`` from ``filtertopo._version``).
 #: Never add an edge here to make the test pass; when one disappears the test warns
 #: (a warning, not a failure, so the file that drops it need not edit this one), and it is
 #: deleted here.
-KNOWN_CYCLE_EDGES = {
-    ("filtertopo.result", "filtertopo"),
-    ("filtertopo._io", "filtertopo"),
-}
+KNOWN_CYCLE_EDGES: set = set()
 
 
 def _modules():
@@ -126,14 +121,9 @@ def test_training_and_report_never_import_each_other():
 
 
 #: Imports from the core into the layers above it in files this test does not own,
-#: tolerated until they are removed. ``config`` (new, in progress) reads its TOML file with
-#: ``training.snapshots.read_regular_file``, which imports torch through
-#: ``training/__init__``; the same function is ``filtertopo._snapshots_index.
-#: read_regular_file``, in the core. An entry whose importer exists but no longer makes
-#: that import is warned about, to be deleted.
-KNOWN_CORE_EDGES = {
-    ("filtertopo.config", "filtertopo.training.snapshots"),
-}
+#: tolerated until they are removed (none now). An entry whose importer exists but no longer
+#: makes that import is warned about, to be deleted.
+KNOWN_CORE_EDGES: set = set()
 
 
 def test_core_never_imports_training_or_report():

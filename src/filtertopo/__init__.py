@@ -11,7 +11,7 @@ from .pipeline import DEFAULTS, analyze, analyze_points
 from .result import AnalysisResult, LayerResult
 from .weights import KernelBundle, load_kernels, save_kernels
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "analyze",

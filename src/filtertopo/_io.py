@@ -412,7 +412,7 @@ def _sha256(path: Path) -> tuple:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -21,7 +21,7 @@ _VERBS = ["analyze", "compare", "describe", "demo", "patches", "report", "study"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="filtertopo",

@@ -331,7 +331,7 @@ def read_toml(path) -> dict:
     """The settings table of a TOML config file (its ``[analysis]`` table when that is all it has)."""
     import tomllib
 
-    from .training.snapshots import read_regular_file  # torch-free
+    from ._snapshots_index import read_regular_file
 
     raw = read_regular_file(path, param="config file (--config)", max_bytes=1 << 20,
                             fix="Pass a TOML file like the output of `filtertopo analyze --print-config`.")

@@ -800,6 +800,6 @@ def _json_default(o):
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__

@@ -1,0 +1,4 @@
+"""The version of filtertopo, in a module of its own so that any module can read it without
+importing the package ``__init__`` (which imports them)."""
+
+__version__ = "0.1.0"
