@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+from filtertopo.result import BarSummary
+
 import matplotlib
 import numpy as np
 import pytest
@@ -112,7 +114,7 @@ def test_mapper_nodes_are_mean_filters():
 def test_overview_one_panel_per_layer_in_order():
     X, _ = circle(120)
     layers = [SimpleNamespace(name=f"conv{i}", core=X, kernel_shape=(3, 3), verdict="circle",
-                              n_core=len(X), summary={"h1_top": [0.9, 0.1]}) for i in range(5)]
+                              n_core=len(X), bars=BarSummary(h1_top=(0.9, 0.1))) for i in range(5)]
     fig = plot_overview(SimpleNamespace(layers=layers), ncols=3)
     assert [a.get_label() for a in fig.axes] == [f"conv{i}" for i in range(5)]
     assert "circle" in fig.axes[0].get_title()

@@ -97,7 +97,7 @@ def test_verdict_with_reasons(report, result):
         m = re.search(r'<details class="verdict" data-verdict="([\w-]+)"><summary>(.*?)</summary>'
                       r"<ul>(.*?)</ul></details>", sec, flags=re.S)
         assert m.group(1) == layer.verdict and layer.verdict in m.group(2)
-        reasons = layer.extras["verdict"]["reasons"]
+        reasons = layer.reasons
         assert reasons and m.group(3).count("<li>") == len(reasons)
         assert html.escape(reasons[0]) in m.group(3)
 
@@ -129,10 +129,13 @@ def test_table_rounds_metrics():
     from filtertopo.result import AnalysisResult
 
     base = small_result_cached()
-    extra = {"frac_primary": 0.123456, "null_h1_mean": 0.0812345, "null_h1_max": 0.1,
-             "h1_margin_z": 12.34567, "h1_ratio_null_max": float("inf"), "null_n_draws": 3.0,
-             "median_dist_klein": float("nan")}
-    layers = tuple(replace(l, metrics={**l.metrics, **extra}) for l in base.layers)
+    from filtertopo.result import NullMargin, ShapeFractions
+
+    null = NullMargin(null_h1_mean=0.0812345, null_h1_max=0.1, h1_margin_z=12.34567,
+                      h1_ratio_null_max=float("inf"), null_n_draws=3.0)
+    layers = tuple(replace(l, shapes=replace(l.shapes or ShapeFractions(), frac_primary=0.123456,
+                                             median_dist_klein=float("nan")), null=null)
+                   for l in base.layers)
     table = result_table_html(AnalysisResult(layers, base.config))
     head = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table)
     assert head[0] == "layer" and {"frac_primary", "h1_margin_z", "null_h1_max"} <= set(head)

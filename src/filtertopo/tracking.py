@@ -5,7 +5,7 @@
 step are pooled layer by layer, as the paper pools networks, and each pooled
 step goes through :func:`filtertopo.analyze`. The result is a table with one
 row per (step, layer): the longest H1 persistences, the verdict, every column
-the core puts in ``LayerResult.metrics`` (shape fractions, null-model margin...),
+of the per-layer table (:data:`filtertopo.result.TABLE_COLUMNS`: shape fractions, null margin...),
 the mean train/test accuracy of the pooled runs, and how many runs were pooled.
 With ``null_draws >= 1`` every step is also compared with matched Gaussian
 filters (:func:`filtertopo.nullmodel.null_margin`), so the margin of the longest

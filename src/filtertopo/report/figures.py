@@ -355,7 +355,7 @@ def plot_overview(result, *, fig=None, ncols=4, basis="auto", n_thumbnails=8):
             plot_core_projection(layer.core, ax=ax, basis=basis, n_thumbnails=n_thumbnails,
                                  kernel_shape=ks, zoom=3.0, color=theta,
                                  circular=theta is not None)
-        top = list((layer.summary or {}).get("h1_top", []))[:2]
+        top = list(layer.bars.h1_top)[:2]
         bars = ", ".join(f"{t:.2f}" for t in top)
         ax.set_title(f"{k + 1}. {layer.name} ({layer.n_core} pts)\n{layer.verdict}"
                      + (f"; H1 {bars}" if bars else ""), fontsize="small")
@@ -371,30 +371,30 @@ def plot_scales(layer, ax=None):
     Parameters
     ----------
     layer : LayerResult
-        Analysed with ``scales=True`` (``extras["scales"]``).
+        Analysed with ``scales=True`` (``layer.scales``, a :class:`~filtertopo.result.ScaleGrid`).
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib Axes
     """
-    sc = (getattr(layer, "extras", None) or {}).get("scales")
-    if not sc or not sc.get("cells"):
+    sc = getattr(layer, "scales", None)
+    if sc is None or not sc.cells:
         raise InputError(f"layer {getattr(layer, 'name', '?')!r} has no scale grid; analyse with scales=True "
                          "(--scales).")
     if ax is None:
         import matplotlib.pyplot as plt
 
         ax = plt.figure(figsize=(4.5, 3.2)).add_subplot()
-    cells = sc["cells"]
-    ks = sorted({c["k"] for c in cells})
-    ps = sorted({c["p"] for c in cells})
+    cells = sc.cells
+    ks = sorted({c.k for c in cells})
+    ps = sorted({c.p for c in cells})
     Z = np.full((len(ps), len(ks)), np.nan)
     for c in cells:
-        Z[ps.index(c["p"]), ks.index(c["k"])] = c["h1_1"]
+        Z[ps.index(c.p), ks.index(c.k)] = c.h1_1
     im = ax.imshow(Z, origin="lower", cmap="Greens", vmin=0, vmax=max(1.0, np.nanmax(Z)), aspect="auto")
     for c in cells:
-        ax.text(ks.index(c["k"]), ps.index(c["p"]), f"{c['verdict']}\n{c['h1_1']:.2f}", ha="center",
+        ax.text(ks.index(c.k), ps.index(c.p), f"{c.verdict}\n{c.h1_1:.2f}", ha="center",
                 va="center", fontsize=7)
     ax.set_xticks(range(len(ks)), [str(k) for k in ks])
     ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])

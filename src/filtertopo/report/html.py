@@ -118,8 +118,7 @@ def result_table_html(result) -> str:
 
 def _verdict_html(layer) -> str:
     """The layer's verdict with its reasons, as a ``<details>`` block."""
-    v = (layer.extras or {}).get("verdict") or {}
-    reasons = [str(r) for r in v.get("reasons", [])]
+    reasons = [str(r) for r in layer.reasons]
     items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons) or "<li>no reasons recorded</li>"
     return (f'<details class="verdict" data-verdict="{html.escape(str(layer.verdict))}">'
             f"<summary>verdict <b>{html.escape(str(layer.verdict))}</b>"
@@ -271,10 +270,10 @@ def _layer_section(i, layer, mapper_kwargs, mapper_max_points, timings):
     out.append("<p class='facts'>" + " &middot; ".join(
         f"{k} <b>{html.escape(str(v))}</b>" for k, v in facts.items()) + "</p>")
     out.append(_verdict_html(layer))
-    notes = [str(n) for n in (layer.extras or {}).get("notes", [])]
+    notes = [str(n) for n in layer.notes]
     if notes:
         out.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    if (layer.extras or {}).get("scales"):
+    if layer.scales is not None and layer.scales.cells:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(5, 3.2))
