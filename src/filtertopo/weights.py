@@ -450,15 +450,9 @@ def _torch_lazy(name, t):
 _CONV_WEIGHT_LEAVES = ("weight", "weight_g", "weight_v", "weight_orig", "weight_u")
 
 
-def _module_items(module):
-    """(key, tensor) pairs of a live module, with the *effective* weight of every conv.
-
-    A conv parametrised with ``torch.nn.utils.parametrize`` (weight norm, spectral norm,
-    orthogonal, pruning masks ...) keeps ``parametrizations.weight.original`` (or
-    ``weight_g`` / ``weight_v`` / ``weight_orig``) in its state_dict; the weight the
-    layer computes with is ``module.weight``. That one is read, once, under the
-    ``<conv>.weight`` key, in state_dict order; the raw parametrisation tensors are left out.
-    """
+def _effective_conv_weights(module) -> dict:
+    """{module name: the weight tensor each conv computes with} (``module.weight``: for a
+    parametrised conv the computed weight, a buffer or a parameter alike), detached."""
     import torch
     from torch import nn
 
@@ -469,6 +463,32 @@ def _module_items(module):
                 w = getattr(m, "weight", None)
                 if isinstance(w, torch.Tensor):
                     convs[name] = w.detach()
+    return convs
+
+
+def conv_weights(module) -> dict:
+    """The effective weight of every 2-D conv of a live module, keyed by module name, as OIHW
+    float32 numpy copies (1x1 convs included; :func:`kernels_from_module` analyses and lists).
+
+    The one module-to-kernels extractor: training snapshots, the monitor and
+    :func:`kernels_from_module` all read the weights through it.
+    """
+    import torch
+
+    return {name: w.to("cpu", torch.float32).numpy().copy()
+            for name, w in _effective_conv_weights(module).items() if w.ndim == 4}
+
+
+def _module_items(module):
+    """(key, tensor) pairs of a live module, with the *effective* weight of every conv.
+
+    A conv parametrised with ``torch.nn.utils.parametrize`` (weight norm, spectral norm,
+    orthogonal, pruning masks ...) keeps ``parametrizations.weight.original`` (or
+    ``weight_g`` / ``weight_v`` / ``weight_orig``) in its state_dict; the weight the
+    layer computes with is ``module.weight``. That one is read, once, under the
+    ``<conv>.weight`` key, in state_dict order; the raw parametrisation tensors are left out.
+    """
+    convs = _effective_conv_weights(module)
 
     def owner(key):
         parts = key.split(".")
