@@ -211,3 +211,96 @@ def test_train_seeds_in_process_and_on_an_executor(tmp_path):
         ka, kb = load_kernels(a / "kernels.npz").kernels, load_kernels(b / "kernels.npz").kernels
         for name in ka:
             np.testing.assert_array_equal(ka[name], kb[name])
+
+
+# --- on_result / on_submit / max_in_flight / iter_jobs: what a sweep driver records -----------
+
+def test_on_result_is_called_as_each_job_finishes_not_at_the_end():
+    jobs = [6, 0, 1]  # job 6 sleeps 0.3 s: the others are reported while it still runs
+    seen = []
+
+    def record(i, res):
+        seen.append((i, res, time.perf_counter()))
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(3) as ex:
+        out = map_jobs(_slow_identity, jobs, executor=ex, on_result=record, progress=False)
+    t_end = time.perf_counter()
+    assert out == jobs  # still in input order
+    assert sorted(i for i, _, _ in seen) == [0, 1, 2] and seen[-1][:2] == (0, 6)
+    early = [t for i, _, t in seen if i != 0]
+    assert max(early) - t0 < 0.25 < t_end - t0  # reported before the slow job was done
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_on_result_in_process_and_own_pool(n_jobs):
+    seen = []
+    out = map_jobs(_square_sum, JOBS[:4], n_jobs=n_jobs, progress=False,
+                   on_result=lambda i, r: seen.append((i, r)))
+    assert out == [_square_sum(j) for j in JOBS[:4]]
+    assert sorted(seen) == list(enumerate(out))
+    if n_jobs == 1:
+        assert [i for i, _ in seen] == [0, 1, 2, 3]  # the in-process loop runs in input order
+
+
+def test_max_in_flight_bounds_running_jobs_and_on_submit_tells_them():
+    import threading
+
+    lock, running, peak, submitted = threading.Lock(), [0], [0], []
+
+    def job(x):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return x
+
+    with ThreadPoolExecutor(4) as ex:
+        out = map_jobs(job, range(8), executor=ex, max_in_flight=2, on_submit=submitted.append,
+                       cost=list(range(8)), progress=False)
+    assert out == list(range(8))
+    assert peak[0] <= 2
+    assert submitted == list(range(7, -1, -1))  # largest cost first
+
+
+def test_on_result_that_raises_stops_the_jobs():
+    calls = []
+
+    def boom(i, res):
+        calls.append(i)
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        map_jobs(_square_sum, JOBS, n_jobs=2, max_in_flight=2, on_result=boom, progress=False)
+    assert len(calls) == 1
+    with pytest.raises(OSError, match="No space"):
+        map_jobs(_square_sum, JOBS, on_result=boom, progress=False)
+
+
+def test_iter_jobs_yields_in_completion_order_and_checks_arguments_at_once():
+    from filtertopo.jobs import iter_jobs
+
+    with ThreadPoolExecutor(4) as ex:
+        got = list(iter_jobs(_slow_identity, [4, 0, 2], executor=ex, progress=False))
+    assert [i for i, _ in got] == [1, 2, 0] and [r for _, r in got] == [0, 2, 4]
+    assert list(iter_jobs(abs, [-1, -2], progress=False)) == [(0, 1), (1, 2)]
+    with pytest.raises(InputError, match="max_in_flight"):
+        iter_jobs(abs, [1], max_in_flight=0)  # at the call, before anything runs
+    with pytest.raises(InputError, match="on_submit"):
+        iter_jobs(abs, [1], on_submit=3)
+    with pytest.raises(InputError, match="on_result"):
+        map_jobs(abs, [1], on_result="x")
+
+
+def test_iter_jobs_closed_early_cancels_the_rest():
+    from filtertopo.jobs import iter_jobs
+
+    started = []
+    with ThreadPoolExecutor(1) as ex:
+        it = iter_jobs(_slow_identity, [1, 1, 1, 1], executor=ex, max_in_flight=1,
+                       on_submit=started.append, progress=False)
+        assert next(it) == (0, 1)
+        it.close()
+    assert started == [0, 1]  # the second was submitted while the first was handed back

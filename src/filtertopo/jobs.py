@@ -3,18 +3,20 @@
 :func:`map_jobs` is what layer analysis and the training of several seeds use. It takes
 any :class:`concurrent.futures.Executor`, so a Dask cluster plugs in through
 ``Client.get_executor()`` without filtertopo importing Dask. Results come back in input
-order whatever runs them. Nothing heavy is imported here: threadpoolctl and tqdm are
+order whatever runs them; ``on_result`` sees each as it finishes, and :func:`iter_jobs`
+yields them in the order they finish (a sweep records each run as it completes). Nothing heavy is imported here: threadpoolctl and tqdm are
 imported when used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from .errors import InputError, check_range
 
-__all__ = ["map_jobs", "resolve_n_jobs", "limit_blas_threads"]
+__all__ = ["map_jobs", "iter_jobs", "resolve_n_jobs", "limit_blas_threads"]
 
 #: Variables read by OpenBLAS, MKL and OpenMP when they are loaded (libraries a worker loads later).
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -81,7 +83,8 @@ def _show(progress) -> bool:
 
 
 def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, mp_context=None,
-             blas_threads=1, progress=None, desc="jobs", unit="job", postfix=None) -> list:
+             blas_threads=1, progress=None, desc="jobs", unit="job", postfix=None,
+             on_submit=None, on_result=None, max_in_flight=None) -> list:
     """Run ``fn(job)`` for every job and return the results in the order of ``jobs``.
 
     Parameters
@@ -125,6 +128,19 @@ def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, 
     postfix : callable, optional
         ``postfix(job) -> str`` shown on the bar: the running job in this process, the
         last finished one with workers.
+    on_submit : callable, optional
+        ``on_submit(index)``, called in this process just before job ``index`` is handed
+        to a worker (or, in the in-process loop, run here). With ``max_in_flight`` it
+        tells which jobs are running right now.
+    on_result : callable, optional
+        ``on_result(index, result)``, called in this process as each job finishes, in
+        the order they finish (input order in the in-process loop), before
+        ``map_jobs`` returns: record progress as it happens. If it raises, the jobs
+        stop as when a job fails, and its exception propagates.
+    max_in_flight : int, optional
+        With workers: at most this many jobs submitted and not yet finished at once
+        (the next is submitted as one finishes). Default: all at once. Use the number
+        of workers to make ``on_submit`` mean "started".
 
     Returns
     -------
@@ -139,10 +155,67 @@ def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, 
         traceback as ``__cause__``). Jobs not yet started are cancelled; running ones
         finish and their results are dropped.
 
+    See Also
+    --------
+    iter_jobs : the same, yielding ``(index, result)`` as jobs finish, without keeping
+        the results.
+
     Examples
     --------
     >>> map_jobs(abs, [-3, 1, -2], progress=False)
     [3, 1, 2]
+    >>> seen = []
+    >>> map_jobs(abs, [-3, 1], progress=False, on_result=lambda i, r: seen.append((i, r)))
+    [3, 1]
+    >>> seen
+    [(0, 3), (1, 1)]
+    """
+    if on_result is not None and not callable(on_result):
+        raise InputError(f"on_result must be a callable on_result(index, result); got {on_result!r}.")
+    gen = iter_jobs(fn, jobs, executor=executor, n_jobs=n_jobs, cost=cost, initializer=initializer,
+                    mp_context=mp_context, blas_threads=blas_threads, progress=progress, desc=desc,
+                    unit=unit, postfix=postfix, on_submit=on_submit, max_in_flight=max_in_flight)
+    results = [None] * gen.n_jobs
+    with contextlib.closing(gen):  # a failing on_result cancels the rest and shuts the pool
+        for i, res in gen:
+            results[i] = res
+            if on_result is not None:
+                on_result(i, res)
+    return results
+
+
+class _JobIterator:
+    """The generator of :func:`iter_jobs`, with the number of jobs (``n_jobs``)."""
+
+    def __init__(self, gen, n):
+        self._gen, self.n_jobs = gen, n
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._gen)
+
+    def close(self):
+        self._gen.close()
+
+
+def iter_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, mp_context=None,
+              blas_threads=1, progress=None, desc="jobs", unit="job", postfix=None,
+              on_submit=None, max_in_flight=None):
+    """Run ``fn(job)`` for every job, yielding ``(index, result)`` as each one finishes.
+
+    The parameters are those of :func:`map_jobs`. Results are not kept, so a long run
+    with large results (a sweep's run folders) holds only the ones not yet consumed.
+    Arguments are checked at the call, before the first job; the jobs run as the
+    iterator is consumed. Closing it early (``close()``, or leaving a ``with
+    contextlib.closing(...)`` block) cancels the jobs not yet started and, for a pool
+    made for this call, waits for the running ones and shuts it.
+
+    Examples
+    --------
+    >>> list(iter_jobs(abs, [-3, 1], progress=False))
+    [(0, 3), (1, 1)]
     """
     jobs = list(jobs)
     if cost is not None:
@@ -153,6 +226,18 @@ def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, 
     n = 1 if executor is not None else resolve_n_jobs(n_jobs)
     if blas_threads is not None:
         check_range("blas_threads", blas_threads, low=1, integer=True, fix="e.g. 1, or None.")
+    if max_in_flight is not None:
+        check_range("max_in_flight", max_in_flight, low=1, integer=True,
+                    fix="e.g. the number of workers, or None for all at once.")
+    if on_submit is not None and not callable(on_submit):
+        raise InputError(f"on_submit must be a callable on_submit(index); got {on_submit!r}.")
+    gen = _iter_jobs(fn, jobs, executor, n, cost, initializer, mp_context, blas_threads, progress,
+                     desc, unit, postfix, on_submit, max_in_flight)
+    return _JobIterator(gen, len(jobs))
+
+
+def _iter_jobs(fn, jobs, executor, n, cost, initializer, mp_context, blas_threads, progress,
+               desc, unit, postfix, on_submit, window):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not _show(progress), file=sys.stderr)
@@ -160,18 +245,21 @@ def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, 
         if executor is None and (n == 1 or len(jobs) <= 1):
             if initializer is not None and jobs:
                 initializer()
-            out = []
-            for job in jobs:
+            for i, job in enumerate(jobs):
                 if postfix is not None:
                     bar.set_postfix_str(postfix(job))
-                out.append(fn(job))
+                if on_submit is not None:
+                    on_submit(i)
+                res = fn(job)
                 bar.update()
-            return out
+                yield i, res
+            return
         order = list(range(len(jobs)))
         if cost is not None:
             order.sort(key=lambda i: -cost[i])  # stable: ties keep input order
         if executor is not None:
-            return _collect(executor, fn, jobs, order, bar, postfix)
+            yield from _collect(executor, fn, jobs, order, bar, postfix, on_submit, window)
+            return
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = _default_context() if mp_context is None else mp_context
@@ -186,31 +274,45 @@ def map_jobs(fn, jobs, *, executor=None, n_jobs=1, cost=None, initializer=None, 
                                    initializer=_start_worker,
                                    initargs=(blas_threads, None if forked else initializer))
         try:
-            return _collect(pool, fn, jobs, order, bar, postfix)
+            yield from _collect(pool, fn, jobs, order, bar, postfix, on_submit, window)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
 
-def _collect(executor, fn, jobs, order, bar, postfix):
-    """Submit ``jobs`` in ``order``, follow them as they finish, return results in input order."""
-    from concurrent.futures import as_completed
+def _collect(executor, fn, jobs, order, bar, postfix, on_submit, window):
+    """Submit ``jobs`` in ``order`` (at most ``window`` unfinished at once), yield
+    ``(index, result)`` as they finish."""
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     futures = {}
-    try:
-        for i in order:
+    todo = iter(order)
+    limit = len(order) if window is None else int(window)
+
+    def submit_more():
+        while len(futures) < limit:
+            i = next(todo, None)
+            if i is None:
+                return
+            if on_submit is not None:
+                on_submit(i)
             futures[executor.submit(fn, jobs[i])] = i
-        for fut in as_completed(futures):
-            fut.result()  # the first failure raises here
-            if postfix is not None:
-                bar.set_postfix_str(postfix(jobs[futures[fut]]), refresh=False)
-            bar.update()
-    except BaseException:
+
+    try:
+        submit_more()
+        while futures:
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f]):
+                i = futures[fut]
+                res = fut.result()  # the first failure raises here
+                del futures[fut]
+                if postfix is not None:
+                    bar.set_postfix_str(postfix(jobs[i]), refresh=False)
+                bar.update()
+                submit_more()  # keep the workers busy while the caller handles the result
+                yield i, res
+    except BaseException:  # a failure, or the consumer closed the iterator (GeneratorExit)
         for fut in futures:
             fut.cancel()
         raise
-    results = [None] * len(jobs)
-    for fut, i in futures.items():
-        results[i] = fut.result()
-    return results
