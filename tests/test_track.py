@@ -139,15 +139,18 @@ def test_cli_track_on_trained_runs(runs, tmp_path, capsys):
     assert main(["track", str(runs), "--out", str(tmp_path / "t")]) == 2
 
 
-def test_track_defaults_match_analyze():
-    from filtertopo.pipeline import DEFAULTS
+def test_track_defaults_match_analyze(tracked):
+    # one config: tracking differs from analyze only by clamp_k (a pooled early step may have
+    # fewer filters than an integer k), and records the config it used, with its key
+    from filtertopo.config import AnalysisConfig
+    from filtertopo.tracking import TRACK_DEFAULTS
 
-    tp, ap = inspect.signature(track).parameters, inspect.signature(analyze).parameters
-    for name in ("k", "p", "maxdim", "seed", "n_landmarks", "max_points", "null_draws"):
-        # a keyword of analyze, or (analyze(config, **overrides)) an entry of DEFAULTS
-        want = ap[name].default if name in ap else DEFAULTS[name]
-        assert tp[name].default == want, name
-    assert tp["max_points"].default == 10000
+    assert TRACK_DEFAULTS == {"clamp_k": True}
+    used = AnalysisConfig.from_dict({k: v for k, v in tracked.config.items()
+                                     if k in AnalysisConfig.__dataclass_fields__})
+    settings = {k: v for k, v in FAST.items() if k in AnalysisConfig.__dataclass_fields__}
+    assert used == AnalysisConfig(clamp_k=True, null_draws=used.null_draws, **settings)
+    assert tracked.config["config_key"] == used.key()
 
 
 def test_null_draws_add_the_margin_against_step(tracked, runs):
@@ -168,7 +171,7 @@ def test_null_draws_add_the_margin_against_step(tracked, runs):
     plain = track(sorted(runs.glob("seed_*")), **FAST).table
     assert "h1_ratio_null_max" not in plain or plain["h1_ratio_null_max"].isna().all()
     assert track_panels(plain) == ("h1", "fractions", "verdict")
-    with pytest.raises(InputError, match="null_draws must be an integer >= 0; got -1"):
+    with pytest.raises(InputError, match=r"null_draws \(--null-draws\) must be in \[0, 1000\]; got -1"):
         track(sorted(runs.glob("seed_*")), null_draws=-1, **FAST)
 
 

@@ -164,10 +164,13 @@ def _check_layers(snap, layers, step):
     select_layers(list(bundle.kernels), layers)
 
 
-def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, coeff=2,
-          seed: int = 0, n_landmarks: int = 500, max_points: int | None = 10000,
-          null_draws: int = 0, steps=None, mapper_steps=(), clamp_k: bool = True,
-          progress: bool | None = None, out=None, force: bool = False) -> TrackResult:
+#: Tracking's settings where they differ from :class:`~filtertopo.config.AnalysisConfig`'s:
+#: a pooled early step may have fewer filters than an integer k.
+TRACK_DEFAULTS = dict(clamp_k=True)
+
+
+def track(run_dirs, config=None, *, layers=None, steps=None, mapper_steps=(), progress: bool | None = None,
+          out=None, force: bool = False, **overrides) -> TrackResult:
     """Analyse every snapshot of the runs, pooling runs by step.
 
     Parameters
@@ -178,11 +181,13 @@ def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, c
         missing is listed in :attr:`TrackResult.missing`.
     layers : str or list, optional
         Layer selector (``"conv1"``, ``"1"``, globs); default all conv layers.
-    k, p, maxdim, coeff, seed, n_landmarks, max_points
-        Passed to :func:`filtertopo.analyze` (same defaults).
-    null_draws : int, default=0
-        Matched Gaussian null draws per layer and step, passed to
-        :func:`filtertopo.analyze`: adds ``null_h1_mean``, ``null_h1_max``,
+    config : AnalysisConfig, dict or None
+        The settings of every step's analysis; None: the defaults with
+        :data:`TRACK_DEFAULTS` (``clamp_k=True``: use ``k = n - 1`` where a pooled step
+        has no more than an integer ``k`` filters). Keyword ``overrides`` (``k=``, ``p=``,
+        ``seed=``, ``null_draws=``, ...) change single settings.
+    null_draws (a setting) : int, default=0
+        Matched Gaussian null draws per layer and step: adds ``null_h1_mean``, ``null_h1_max``,
         ``h1_margin_z``, ``h1_ratio_null_max``, ``null_frac_circle``... to the table
         and a margin panel to :func:`~filtertopo.report.track_figures.plot_track`. Each
         draw costs about one more analysis.
@@ -193,8 +198,6 @@ def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, c
         ``mapper_b0``, ``mapper_b1``: components and loops of the graph, kept in
         :attr:`TrackResult.mapper`; :func:`~filtertopo.report.track_figures.
         save_track_figures` draws them as ``mapper_<layer>_step_<n>.png``).
-    clamp_k : bool
-        Use ``k = n - 1`` where a pooled step has no more than ``k`` filters.
     progress : bool, optional
         Progress bar over steps; default only on a terminal.
     out : path, optional
@@ -219,16 +222,9 @@ def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, c
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise InputError("run_dirs is empty; pass at least one run folder.")
-    if isinstance(null_draws, bool) or not isinstance(null_draws, (int, np.integer)) \
-            or null_draws < 0:
-        raise InputError(f"null_draws must be an integer >= 0; got {null_draws!r}. "
-                         "Pass e.g. 3 (--null-draws 3), or 0 to skip the null model.")
-    from .errors import check_seed
+    from .pipeline import resolve_config
 
-    check_seed("seed (--seed)", seed, allow_generator=False)  # the rule of analyze
-    from .pipeline import _validate
-
-    _validate(k, p, maxdim, coeff, n_landmarks, max_points)  # before any snapshot is read
+    cfg = resolve_config(TRACK_DEFAULTS if config is None else config, **overrides)  # before any file is read
     if out is not None:
         check_track_out(out, force=force)
     missing, by_step = [], defaultdict(list)
@@ -277,10 +273,7 @@ def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, c
     for step in tqdm(chosen, desc="snapshots", disable=not show):
         snaps = by_step[step]
         try:
-            res = analyze([str(s.path) for s in snaps], layers=layers, k=k, p=p, maxdim=maxdim,
-                          coeff=coeff, seed=seed, n_landmarks=n_landmarks,
-                          max_points=max_points, null_draws=int(null_draws), clamp_k=clamp_k,
-                          progress=False)
+            res = analyze([str(s.path) for s in snaps], cfg, layers=layers, progress=False)
         except InputError as exc:
             raise InputError(f"step {step}: {exc}") from None
         results[step] = res
@@ -301,9 +294,8 @@ def track(run_dirs, *, layers=None, k="auto", p: float = 0.3, maxdim: int = 1, c
                 layer_row["mapper_b0"], layer_row["mapper_b1"] = map(int, g.betti())
             rows.append({**head, **layer_row})
     table = pd.DataFrame(rows)
-    config = dict(layers=layers, k=k, p=p, maxdim=maxdim, coeff=coeff, seed=seed,
-                  n_landmarks=n_landmarks, max_points=max_points, null_draws=int(null_draws),
-                  clamp_k=clamp_k, steps=chosen, mapper_steps=mapper_steps)
+    config = dict(cfg.to_dict(), config_key=cfg.key(), layers=layers, steps=chosen,
+                  mapper_steps=mapper_steps)
     result = TrackResult(table, tuple(missing), tuple(str(r) for r in run_dirs), config, results,
                          graphs)
     if out is not None:

@@ -6,7 +6,7 @@ Tracking (:mod:`filtertopo.tracking`, no torch) and its figures
 
 from __future__ import annotations
 
-from . import add_analysis_options
+from . import add_analysis_options, analysis_config
 
 
 def add_parser(sub):
@@ -22,8 +22,10 @@ def add_parser(sub):
     p.add_argument("--steps", default=None, help="comma-separated steps (default all)")
     p.add_argument("--mapper-steps", default="",
                    help="comma-separated steps at which to draw Mapper graphs of the core")
-    add_analysis_options(p)
-    p.add_argument("--null-draws", type=int, default=0,
+    from ..tracking import TRACK_DEFAULTS
+
+    add_analysis_options(p, **TRACK_DEFAULTS)
+    p.add_argument("--null-draws", type=int, default=None,
                    help="matched Gaussian null draws per layer and step; adds the null margin "
                         "columns and curve (default 0: off)")
     p.add_argument("--report", action="store_true",
@@ -69,11 +71,8 @@ def run(args) -> int:
         # before any work: tracking can take minutes
         raise InputError(f"--out {args.out!r} already holds report.html; choose another "
                          "folder or pass --force to overwrite it.")
-    res = track(expand_runs(args.runs), layers=args.layers, k=args.k, p=args.p,
-                maxdim=args.maxdim, coeff=args.coeff, seed=args.seed,
-                n_landmarks=args.n_landmarks, max_points=args.max_points,
-                null_draws=args.null_draws, steps=steps, mapper_steps=mapper_steps,
-                progress=args.progress, out=args.out, force=args.force)
+    res = track(expand_runs(args.runs), analysis_config(args), layers=args.layers, steps=steps,
+                mapper_steps=mapper_steps, progress=args.progress, out=args.out, force=args.force)
     save_track_figures(res, args.out, force=args.force)  # saving the result draws nothing
     if args.report:
         from ..report.track_html import write_track_report
@@ -81,7 +80,8 @@ def run(args) -> int:
         write_track_report(res, report, force=args.force)
     cols = [c for c in ("step", "epoch", "n_runs", "test_acc", "layer", "n_filters", "n_core",
                         "k", "h1_1", "h1_2", "h1_gap_ratio", "frac_primary", "null_h1_max",
-                        "h1_ratio_null_max", "h1_margin_z", "verdict") if c in res.table]
+                        "h1_ratio_null_max", "h1_margin_z", "verdict") if c in res.table
+            and not res.table[c].isna().all()]
     with pd.option_context("display.width", 200, "display.precision", 3):
         print(res.table[cols].to_string(index=False))
     for m in res.missing:

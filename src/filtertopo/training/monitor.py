@@ -20,7 +20,10 @@ from pathlib import Path
 from ..errors import InputError, check_range
 from .models import conv_kernels
 
-__all__ = ["TopologyMonitor", "MONITOR_FIELDS"]
+__all__ = ["TopologyMonitor", "MONITOR_FIELDS", "MONITOR_DEFAULTS"]
+
+#: The monitor's settings where they differ from :class:`~filtertopo.config.AnalysisConfig`'s.
+MONITOR_DEFAULTS = dict(n_landmarks=200, max_points=5000, clamp_k=True)
 
 MONITOR_FIELDS = ("step", "layer", "n_filters", "n_core", "k", "p", "h1_1", "h1_2", "h1_3",
                   "h1_gap_ratio", "verdict", "seconds")
@@ -40,16 +43,13 @@ class TopologyMonitor:
     log_dir : path, optional
         Folder of ``monitor.csv`` (and TensorBoard events); None keeps the rows
         in memory only.
-    k : int, optional
-        Density neighbour; default ``min(200, max(5, n_filters // 10))`` per layer,
-        since one network's layer has far fewer filters than the paper's pools.
-    p : float
-        Fraction of densest filters kept.
-    n_landmarks : int
-        Landmarks for persistent homology (cost grows quickly with it).
-    max_points : int
-        Subsample larger layers to this many filters first.
-    seed : int
+    config : AnalysisConfig, dict or None
+        The settings of every analysis; None: the defaults with :data:`MONITOR_DEFAULTS`
+        (200 landmarks, at most 5,000 filters, ``clamp_k=True``: cheap enough to run often).
+        ``k="auto"`` chooses k from each layer's size (one network's layer has far fewer
+        filters than the paper's pools).
+    k, p, n_landmarks, max_points, seed : optional
+        Single settings that override ``config``.
     tensorboard : bool, optional
         None: log to TensorBoard when ``torch.utils.tensorboard`` works; False: never;
         True: required (InputError if unavailable).
@@ -70,18 +70,19 @@ class TopologyMonitor:
     ('conv1', 1)
     """
 
-    def __init__(self, model, layers="1", every: int = 100, log_dir=None, *, k: int | None = None,
-                 p: float = 0.3, n_landmarks: int = 200, max_points: int = 5000, seed: int = 0,
+    def __init__(self, model, layers="1", every: int = 100, log_dir=None, *, config=None,
+                 k=None, p=None, n_landmarks=None, max_points=None, seed=None,
                  tensorboard: bool | None = None):
+        from ..pipeline import resolve_config
+
+        given = {key: v for key, v in dict(k=k, p=p, n_landmarks=n_landmarks, max_points=max_points,
+                                           seed=seed).items() if v is not None}
+        #: The :class:`~filtertopo.config.AnalysisConfig` of every analysis.
+        self.config = resolve_config(MONITOR_DEFAULTS if config is None else config, **given)
         self.model = model
         self.layers = layers
         self.every = every
         self.log_dir = log_dir
-        self.k = k
-        self.p = p
-        self.n_landmarks = n_landmarks
-        self.max_points = max_points
-        self.seed = seed
         self.tensorboard = tensorboard
         self.history_ = []
         self.step_ = 0
@@ -139,12 +140,8 @@ class TopologyMonitor:
         names = select_layers(list(kernels), self.layers)
         rows = []
         for name in names:
-            n = kernels[name].shape[0] * kernels[name].shape[1]
-            k = self.k if self.k is not None else min(200, max(5, n // 10))
             t0 = time.perf_counter()
-            res = analyze({name: kernels[name]}, k=k, p=self.p, seed=self.seed,
-                          n_landmarks=self.n_landmarks, max_points=self.max_points,
-                          clamp_k=True, progress=False)
+            res = analyze({name: kernels[name]}, self.config, progress=False)
             row = {"step": step, **res.to_frame().iloc[0].to_dict()}
             row["seconds"] = time.perf_counter() - t0
             row = {**{f: row.get(f) for f in MONITOR_FIELDS}, **{c: v for c, v in row.items()
