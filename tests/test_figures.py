@@ -280,3 +280,18 @@ def test_png_encoder_round_trip_and_mosaic_tiles():
     for img in (mos, filters_rgba(P)[0]):
         back = np.asarray(Image.open(io.BytesIO(png_bytes(img))))
         np.testing.assert_array_equal(back, img)
+
+
+def test_plot_scales_draws_every_cell():
+    from filtertopo import analyze_points
+    from filtertopo.report.figures import plot_scales
+    from filtertopo.shapes import primary_filters
+
+    rng = np.random.default_rng(0)
+    X = primary_filters(rng.uniform(0, 2 * np.pi, 300)) + 0.05 * rng.normal(size=(300, 9))
+    layer = analyze_points(X, scales=True, n_landmarks=100)
+    ax = plot_scales(layer)
+    assert len(ax.texts) == len(layer.scales.cells) == 9
+    assert layer.scales.majority in ax.get_title()
+    with pytest.raises(Exception, match="no scale grid"):
+        plot_scales(analyze_points(X, n_landmarks=100))

@@ -196,7 +196,7 @@ def test_report_is_self_contained_with_a_row_per_step(tracked, tmp_path):
     data = json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)'
                                 r"</script>", text, re.S).group(1))
     assert len(data["layers"]) == 2 and all(d["sizes"] for d in data["layers"])
-    with pytest.raises(InputError, match="exists and force is off"):
+    with pytest.raises(InputError, match="exists; pass --force"):
         write_track_report(tracked, path)
     # detail_steps picks the sections; an untracked step names the tracked ones
     write_track_report(tracked, path, force=True, detail_steps=[2])

@@ -801,7 +801,8 @@ def as_bundle(source, *, allow_pickle: bool = False) -> KernelBundle:
     )
 
 
-def save_kernels(path, kernels: Mapping, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+def save_kernels(path, kernels: Mapping, metadata: dict | None = None, *, force: bool = False,
+                 overwrite: bool | None = None) -> Path:
     """Write conv kernels keyed by layer name to ``.npz`` (the training/analysis seam).
 
     Parameters
@@ -812,18 +813,24 @@ def save_kernels(path, kernels: Mapping, metadata: dict | None = None, *, overwr
         (overflow to inf, or underflow below its normal range), which stay float64.
     metadata : dict, optional
         JSON-serialisable; stored under ``__metadata__`` (as text, no pickle).
-    overwrite : bool, default=False
+    force : bool, default=False
+        Replace an existing file (atomically: :func:`filtertopo._io.atomic_write`).
+    overwrite : bool, optional
+        Deprecated spelling of ``force``.
     """
+    if overwrite is not None:
+        import warnings
+
+        warnings.warn("save_kernels(overwrite=) is deprecated; use force=.", DeprecationWarning, stacklevel=2)
+        force = force or bool(overwrite)
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass overwrite=True to replace it.")
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; pass force=True to replace it.")
     # float32, except float64 values that float32 would turn into inf or 0 (kept as float64)
     arrays = {str(k): _as_float(v) for k, v in kernels.items()}
     if _META_KEY in arrays:
         raise InputError(f"layer name {_META_KEY!r} is reserved.")
     arrays[_META_KEY] = np.array(json.dumps(metadata or {}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    from ._io import atomic_write
+
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays), flag="kernel file")

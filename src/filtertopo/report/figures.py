@@ -400,6 +400,6 @@ def plot_scales(layer, ax=None):
     ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
     ax.set_xlabel("k")
     ax.set_ylabel("p")
-    ax.set_title(f"{sc['majority']} in {sc['support']:.0%} of the grid", fontsize=9)
+    ax.set_title(f"{sc.majority} in {sc.support:.0%} of the grid", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="longest H1 bar")
     return ax

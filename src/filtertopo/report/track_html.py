@@ -235,18 +235,10 @@ def write_track_report(track_result, path, *, force: bool = False, detail_steps=
         res = track(["runs/seed_000", "runs/seed_001"], layers="conv1", null_draws=3)
         write_track_report(res, "track/report.html")
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"path {str(path)!r} is a folder; pass a file path such as "
-                         f"{str(path / 'report.html')!r}.")
-    if path.exists() and not force:
-        raise InputError(f"path {str(path)!r} exists and force is off; pass force=True "
-                         "(--force) to overwrite it, or choose another path.")
+    from .._io import atomic_write, check_output_file
+
+    path = check_output_file(path, force=force, flag="path")
     text = render_track_report(track_result, detail_steps=detail_steps,
                                mapper_kwargs=mapper_kwargs,
                                mapper_max_points=mapper_max_points)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), flag="path")

@@ -412,9 +412,10 @@ def _write_json(path: Path, obj: dict):
     """Write ``obj`` atomically (tmp file + rename); NaN becomes null."""
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
              for k, v in obj.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean, indent=2))
-    os.replace(tmp, path)
+    from .._io import atomic_write
+
+    text = json.dumps(clean, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text), flag="run file")
 
 
 @contextlib.contextmanager

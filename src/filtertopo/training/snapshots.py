@@ -35,7 +35,7 @@ def save_kernel_file(path, kernels: Mapping[str, np.ndarray], metadata: dict | N
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in kernels.items()}
     meta = {k: (None if isinstance(v, float) and v != v else v)
             for k, v in (metadata or {}).items()}  # NaN is not JSON
-    return save_kernels(Path(path), arrays, metadata=meta, overwrite=True)
+    return save_kernels(Path(path), arrays, metadata=meta, force=True)
 
 
 class SnapshotWriter:
