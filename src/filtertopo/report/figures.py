@@ -382,10 +382,7 @@ def plot_scales(layer, ax=None):
     if sc is None or not sc.cells:
         raise InputError(f"layer {getattr(layer, 'name', '?')!r} has no scale grid; analyse with scales=True "
                          "(--scales).")
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        ax = plt.figure(figsize=(4.5, 3.2)).add_subplot()
+    ax = _new_ax(ax)  # a Figure of its own, not pyplot's: nothing opened behind the caller's back
     cells = sc.cells
     ks = sorted({c.k for c in cells})
     ps = sorted({c.p for c in cells})
