@@ -259,7 +259,7 @@ def test_other_sweep_in_the_folder_is_refused_and_force_deletes_only_its_own(tmp
 
 
 def test_full_disk_while_writing_a_run_keeps_the_index_consistent(tmp_path, monkeypatch):
-    import filtertopo.sweep.store as store
+    import filtertopo.sweep._runfolder as store
 
     spec = _spec(tmp_path)
     out = tmp_path / "sweep"

@@ -212,7 +212,7 @@ def run_run(args) -> int:
         why = f"{out.stopped}. " if out.stopped else ""
         retry = "with --retry-failed " if c["failed"] else ""
         raise InputError(f"{why}{c['failed']} of {total} runs failed"
-                         + (f" (not retried: pass --retry-failed)" if out.skipped_failed and not args.retry_failed
+                         + (" (not retried: pass --retry-failed)" if out.skipped_failed and not args.retry_failed
                             else "")
                          + (f", {c['pending']} pending" if c["pending"] else "")
                          + (f"; first: {first[:400]}" if first else "")

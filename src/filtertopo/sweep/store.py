@@ -36,13 +36,13 @@ import json
 import os
 import shutil
 import sqlite3
-import stat
 import time
-import uuid
 from pathlib import Path
 
 from .._io import LOCK_NAME, atomic_write, check_output_dir, describe_oserror, output_lock
 from ..errors import InputError
+from ._runfolder import (RUN_FORMAT, TMP_PREFIX, StoreError, _plain, folder_state, own_run_folders, read_record,
+                         write_run_folder)
 from .worker import RUN_RECORD
 
 __all__ = ["SweepStore", "StoreError", "open_store", "check_sweep_dir", "read_index", "verify_store",
@@ -52,9 +52,7 @@ INDEX = "index.sqlite"
 SWEEP_JSON = "sweep.json"
 SPEC_COPY = "spec.toml"
 RUNS = "runs"
-TMP_PREFIX = ".tmp-"
 FORMAT = "filtertopo-sweep"
-RUN_FORMAT = "filtertopo-sweep-run"
 VERSION = 1
 STATUSES = ("pending", "running", "done", "failed")
 _OWN_FILES = (INDEX, f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal", SWEEP_JSON, SPEC_COPY)
@@ -88,85 +86,8 @@ CREATE TABLE events (
 """
 
 
-class StoreError(InputError):
-    """The sweep folder or its index could not be written (disk full, permissions)."""
-
-
 def _show(p) -> str:
     return repr(str(p))
-
-
-# --------------------------------------------------------------------------- files
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file and fsync it (the one place run files are written)."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _safe_rel(rel: str) -> bool:
-    parts = rel.split("/")
-    return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts) \
-        and rel != RUN_RECORD
-
-
-def _read_record(folder: Path):
-    """``sweep_run.json`` of a run folder as a dict; None when absent; "broken" when unreadable."""
-    p = folder / RUN_RECORD
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "broken"
-    if not stat.S_ISREG(st.st_mode) or st.st_size > 16 * 2**20:
-        return "broken"
-    try:
-        rec = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return "broken"
-    return rec if isinstance(rec, dict) else "broken"
-
-
-def folder_state(runs_dir: Path, rid: str, sweep_key: str) -> tuple:
-    """``(state, record)`` of ``runs/<rid>``: state "absent", "done", "failed", "broken" (ours,
-    but files are missing or of another size) or "foreign" (not written by this sweep)."""
-    p = runs_dir / rid
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        return "absent", None
-    if not stat.S_ISDIR(st.st_mode):
-        return "foreign", None
-    rec = _read_record(p)
-    if rec is None:
-        return "foreign", None
-    if rec == "broken":
-        return "broken", None
-    if rec.get("format") != RUN_FORMAT or rec.get("id") != rid or rec.get("sweep_key") != sweep_key:
-        return "foreign", rec
-    files = rec.get("files")
-    if not isinstance(files, dict) or rec.get("status") not in ("done", "failed"):
-        return "broken", rec
-    for rel, size in files.items():
-        try:
-            fst = os.stat(p / rel)
-        except OSError:
-            return "broken", rec
-        if not stat.S_ISREG(fst.st_mode) or fst.st_size != size:
-            return "broken", rec
-    return rec["status"], rec
 
 
 # --------------------------------------------------------------------------- checks (no writes)
@@ -325,7 +246,7 @@ class SweepStore:
                                                                                  "traceback")},
                   "worker": result.get("worker"), "seconds": result.get("seconds"),
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self._write_folder(rid, result.get("files", {}), record)
+        write_run_folder(self.out, rid, result.get("files", {}), record, self.sweep_key)
         summ = result.get("summary", {})
         now = time.time()
         err = None if error is None else f"{error.get('type')}: {error.get('message')}"
@@ -334,45 +255,6 @@ class SweepStore:
                    (status, err, None if error is None else error.get("phase"), result.get("worker"), now,
                     result.get("seconds"), _num(summ.get("train_acc")), _num(summ.get("test_acc")), now, rid)),
                   self._event(rid, status, err)])
-
-    def _write_folder(self, rid: str, files: dict, record: dict) -> None:
-        final = self.runs_dir / rid
-        state, _ = folder_state(self.runs_dir, rid, self.sweep_key)
-        if state == "foreign":
-            raise StoreError(f"{_show(final)} exists but was not written by this sweep; move it away and run "
-                             "the same command again.")
-        tmp = self.runs_dir / f"{TMP_PREFIX}{rid}-{uuid.uuid4().hex[:8]}"
-        current = tmp
-        try:
-            tmp.mkdir(parents=True)
-            sizes = {}
-            for rel, data in files.items():
-                if not _safe_rel(rel):
-                    raise StoreError(f"run {rid}: the worker returned a bad file name {rel!r}.")
-                current = tmp / rel
-                current.parent.mkdir(parents=True, exist_ok=True)
-                _write_file(current, data)
-                sizes[rel] = len(data)
-            current = tmp / RUN_RECORD
-            _write_file(current, json.dumps({**record, "files": sizes}, indent=1, default=_plain,
-                                            allow_nan=False).encode("utf-8"))
-            _fsync_dir(tmp)
-            if state != "absent":  # our own earlier attempt (failed, or damaged): replaced
-                old = self.runs_dir / f"{TMP_PREFIX}old-{rid}-{uuid.uuid4().hex[:8]}"
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-            _fsync_dir(self.runs_dir)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise StoreError(f"could not write run {rid} into {_show(self.out)}: {describe_oserror(e, current)} "
-                             "The partial run folder was removed and the index still lists the run as not "
-                             "done; run the same command again to resume.") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     # -- consistency --------------------------------------------------------------------
     def reconcile(self) -> list:
@@ -434,20 +316,6 @@ def _num(v):
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _plain(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def verify_store(out, *, con=None, sweep_key=None) -> list:
     """Compare a sweep's index with its run folders; return the disagreements as sentences.
 
@@ -486,8 +354,8 @@ def verify_store(out, *, con=None, sweep_key=None) -> list:
         for entry in os.scandir(runs_dir):
             if entry.name.startswith(TMP_PREFIX):
                 problems.append(f"{RUNS}/{entry.name} is a leftover of an interrupted write")
-            elif entry.name not in listed and _read_record(Path(entry.path)) not in (None, "broken") \
-                    and (_read_record(Path(entry.path)) or {}).get("sweep_key") == sweep_key:
+            elif entry.name not in listed and read_record(Path(entry.path)) not in (None, "broken") \
+                    and (read_record(Path(entry.path)) or {}).get("sweep_key") == sweep_key:
                 problems.append(f"{RUNS}/{entry.name} is a run folder of this sweep missing from the index")
     return problems
 
@@ -511,24 +379,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
-def _own_run_folders(runs_dir: Path) -> list:
-    """Run folders under ``runs/`` written by some sweep (they have a sweep_run.json record),
-    and ``.tmp-`` leftovers: what ``--force`` may delete."""
-    out = []
-    if runs_dir.is_dir() and not runs_dir.is_symlink():
-        for entry in os.scandir(runs_dir):
-            p = Path(entry.path)
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            if entry.name.startswith(TMP_PREFIX):
-                out.append(p)
-                continue
-            rec = _read_record(p)
-            if isinstance(rec, dict) and rec.get("format") == RUN_FORMAT and rec.get("id") == entry.name:
-                out.append(p)
-    return out
-
-
 @contextlib.contextmanager
 def open_store(out, spec, runs, *, force: bool = False):
     """Open (creating, resuming or, with ``force``, replacing) the sweep folder ``out``.
@@ -544,7 +394,7 @@ def open_store(out, spec, runs, *, force: bool = False):
         mode = check_sweep_dir(out, key, force=force)  # again, under the lock
         runs_dir = out / RUNS
         if mode == "replace":
-            victims = [out / n for n in _OWN_FILES if os.path.lexists(out / n)] + _own_run_folders(runs_dir)
+            victims = [out / n for n in _OWN_FILES if os.path.lexists(out / n)] + own_run_folders(runs_dir)
             for v in victims:
                 try:
                     shutil.rmtree(v) if v.is_dir() and not v.is_symlink() else v.unlink()
