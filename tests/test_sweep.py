@@ -485,6 +485,50 @@ def test_dask_scheduler_and_two_workers_on_localhost(tmp_path, capsys):
     assert set(rec["summary"]["analyses"]) == {"final", "step_000000"}
 
 
+def test_dask_local_starts_a_localhost_cluster_without_dashboard(tmp_path, capsys, monkeypatch):
+    """--dask-local N: the cluster's settings, with fakes (the real cluster is tested above)."""
+    distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed "
+                                                            "(pip install 'filtertopo[dask]')")
+    from concurrent.futures import ThreadPoolExecutor
+
+    made, closed = [], []
+
+    class Cluster:
+        scheduler_address = "tcp://127.0.0.1:1"
+
+        def __init__(self, **kw):
+            made.append(kw)
+
+        def close(self):
+            closed.append("cluster")
+
+    class Client:
+        def __init__(self, cluster, **kw):
+            self.pool = ThreadPoolExecutor(1)
+
+        def nthreads(self):
+            return {"w1": 1, "w2": 1}
+
+        def get_executor(self, **kw):
+            assert kw == {"pure": False}
+            return self.pool
+
+        def close(self):
+            self.pool.shutdown()
+            closed.append("client")
+
+    monkeypatch.setattr(distributed, "LocalCluster", Cluster)
+    monkeypatch.setattr(distributed, "Client", Client)
+    out = tmp_path / "sweep"
+    spec = _spec(tmp_path, BASE.replace("seeds = 2", "seeds = 1"))
+    assert main(["sweep", "run", str(spec), "--out", str(out), "--dask-local", "2", "--no-progress"]) == 0
+    assert made == [dict(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None)]
+    assert closed == ["client", "cluster"]
+    assert "local Dask cluster of 2 workers" in capsys.readouterr().err
+    assert {r["status"] for r in _consistent(out).values()} == {"done"}
+
+
 def test_dead_scheduler_is_a_clear_error_within_seconds_and_writes_nothing(tmp_path, capsys):
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'filtertopo[dask]')")
     with socket.socket() as s:  # a port nobody listens on
