@@ -44,13 +44,14 @@ def add_parser(sub):
     p.add_argument("--seed", type=int,
                    help="initialisation / batch-order seed (default 0; 0 <= seed < 2**32)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
-                   help="train N copies with seeds SEED..SEED+N-1 into RUN/seed_<s>")
+                   help="train N copies with seeds SEED..SEED+N-1 into RUN/seed_<s> (N <= 10000)")
     p.add_argument("--workers", type=int, default=1,
                    help="with --seeds: networks trained at once in separate processes (default 1)")
     p.add_argument("--snapshot-every", type=int, help="snapshot conv kernels every N batches "
                                                       "(and at step 0 and the end); 0 = none")
     p.add_argument("--eval-samples", type=int, help="images for snapshot accuracies (500)")
-    p.add_argument("--threads", type=int, help="torch threads while training")
+    p.add_argument("--threads", type=int, help="torch threads while training (at most 4 x the CPU "
+                                                "cores)")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--force", action="store_true",
@@ -78,6 +79,9 @@ def _kwargs(items):
             out[key] = value
     return out
 
+
+#: The most networks one ``train --seeds N`` trains (the paper pools about 100).
+SEEDS_MAX = 10_000
 
 #: The largest --config file read (a TrainConfig is a few hundred bytes).
 CONFIG_MAX_BYTES = 1 << 20
@@ -128,7 +132,59 @@ def config_from_args(args):
             raise InputError(f"config key 'model_kwargs' must be a JSON object; got {base!r}. "
                              "Fix --config or drop the key.")
         values["model_kwargs"] = {**base, **_kwargs(args.model_kwarg)}
-    return TrainConfig.from_dict(values)
+    config = TrainConfig.from_dict(values)
+    _check_threads(config.threads)
+    _check_float32(config)
+    return config
+
+
+#: The largest float32: torch's optimizers apply lr and weight decay in float32.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_float32(config):
+    """lr / momentum / weight decay above float32's range: torch raises RuntimeError mid-step."""
+    from ..errors import InputError
+
+    for key, flag in (("lr", "--lr"), ("momentum", "--momentum"), ("weight_decay", "--weight-decay")):
+        v = getattr(config, key)
+        if v > FLOAT32_MAX:
+            raise InputError(f"config key {key!r} ({flag}) must be at most {FLOAT32_MAX!r} (torch applies "
+                             f"it in float32); got {v!r}. Use e.g. {flag} 0.05." if key == "lr" else
+                             f"config key {key!r} ({flag}) must be at most {FLOAT32_MAX!r} (torch applies "
+                             f"it in float32); got {v!r}.")
+
+
+#: ``--threads`` may be at most this many times the CPU cores this process may use.
+THREADS_PER_CORE_MAX = 4
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_threads(threads):
+    """Refuse a thread count torch cannot take (>= 2**31: ValueError) or should not start.
+
+    ``torch.set_num_threads(N)`` starts N OpenMP threads, each with its own stack: 4096 of them
+    ran out of memory under a 4 GB address-space limit (exit 1), and more threads than cores
+    never train faster.
+    """
+    from ..errors import InputError
+
+    if threads is None:
+        return
+    cores = _cores()
+    cap = THREADS_PER_CORE_MAX * cores
+    if threads > cap:
+        raise InputError(f"--threads (config key 'threads') must be at most {cap} ({THREADS_PER_CORE_MAX} x "
+                         f"the {cores} CPU core(s) this process may use); got {threads}. torch would start "
+                         f"that many threads. Use --threads {cores} or fewer.")
 
 
 def run(args) -> int:
@@ -142,8 +198,9 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise InputError("--out is required: the run folder to write, e.g. --out runs/mnist_0.")
-    if args.seeds is not None and args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1; got {args.seeds}. Use e.g. --seeds 3.")
+    if args.seeds is not None and not 1 <= args.seeds <= SEEDS_MAX:
+        # range(seed, seed + 2**32) alone would fill the memory, and train 4 billion networks
+        raise InputError(f"--seeds must be in [1, {SEEDS_MAX}]; got {args.seeds}. Use e.g. --seeds 3.")
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1; got {args.workers}. Use 1 or the number of "
                          "cores.")

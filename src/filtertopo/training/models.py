@@ -31,6 +31,7 @@ __all__ = [
     "register_model",
     "create_model",
     "list_models",
+    "MAX_MODEL_BYTES",
     "conv_kernels",
     "paper_net",
     "vgg",
@@ -272,6 +273,48 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+#: The largest model :func:`create_model` builds: bytes of its parameters and buffers.
+#: Environment override: ``FILTERTOPO_MAX_MODEL_BYTES``.
+MAX_MODEL_BYTES = 2 * 1024**3
+
+
+def _first_line(exc) -> str:
+    """The first line of an exception's text: torch's C++ errors append a whole stack trace."""
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _check_model_size(name, factory, args, kwargs):
+    """Build the model on the meta device first (no memory) and refuse it if it is too large.
+
+    ``--model-kwarg widths=[20000,20000]`` would otherwise allocate and initialise 14 GB of
+    weights before anything else is checked. A factory that cannot be built on the meta device
+    is not checked here.
+    """
+    from ..errors import env_limit
+
+    try:
+        with torch.device("meta"):
+            model = factory(**args)
+    except InputError:
+        raise
+    except Exception:  # not buildable on meta (or refusing a value: the real build says so)
+        return
+    if not isinstance(model, nn.Module):
+        return
+    tensors = list(model.parameters()) + list(model.buffers())
+    n_bytes = sum(t.numel() * t.element_size() for t in tensors)
+    limit = env_limit("FILTERTOPO_MAX_MODEL_BYTES", MAX_MODEL_BYTES)
+    if n_bytes > limit:
+        n_params = sum(t.numel() for t in model.parameters())
+        raise InputError(f"model {name!r} with model_kwargs {kwargs!r} would have {n_params:,} parameters "
+                         f"({n_bytes / 1024**3:.1f} GiB), over the limit MAX_MODEL_BYTES = {limit} bytes "
+                         f"({limit / 1024**3:.1f} GiB). Lower width / widths / hidden / input_size "
+                         f"(--model-kwarg), or raise the limit with the environment variable "
+                         f"FILTERTOPO_MAX_MODEL_BYTES={n_bytes}, memory permitting.")
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered architecture; ``kwargs`` override the entry's defaults.
 
@@ -282,13 +325,15 @@ def create_model(name: str, **kwargs) -> nn.Module:
     (64, 3, 3, 3)
     """
     spec = get_spec(name)
+    args = {**spec.defaults, **kwargs}
+    _check_model_size(name, spec.factory, args, kwargs)
     try:
-        model = spec.factory(**{**spec.defaults, **kwargs})
+        model = spec.factory(**args)
     except InputError:
         raise
     except Exception as exc:  # a user's factory, or torch refusing a value
         raise InputError(f"model_kwargs {kwargs!r} not accepted by model {name!r}: "
-                         f"{type(exc).__name__}: {exc}. Built-in models accept in_channels, "
+                         f"{type(exc).__name__}: {_first_line(exc)}. Built-in models accept in_channels, "
                          "input_size, num_classes (integers >= 1; mnist_net also widths, hidden; "
                          "VGG also width, batch_norm, hidden).") from exc
     if not isinstance(model, nn.Module):
@@ -300,17 +345,18 @@ def create_model(name: str, **kwargs) -> nn.Module:
 def conv_kernels(model: nn.Module) -> dict[str, np.ndarray]:
     """The conv kernels of ``model``, keyed by module name, OIHW float32 copies.
 
-    Every ``nn.Conv2d`` is exported (1x1 convs too; the analysis skips and lists
-    them). Names are ``model.named_modules()`` names: ``"conv1"`` for registry
-    models, e.g. ``"features.0"`` for a user's nested module.
+    Every 2-D conv is exported (1x1 convs too; the analysis skips and lists them), with
+    the weight it computes with (a parametrised conv's computed weight; a fixed weight
+    held as a buffer): :func:`filtertopo.weights.conv_weights`, the one extractor that
+    :func:`filtertopo.weights.kernels_from_module` uses too. Names are
+    ``model.named_modules()`` names: ``"conv1"`` for registry models, e.g. ``"features.0"``
+    for a user's nested module.
 
     Examples
     --------
     >>> sorted(conv_kernels(create_model("mnist_net")))
     ['conv1', 'conv2']
     """
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            out[name] = module.weight.detach().to("cpu", torch.float32).numpy().copy()
-    return out
+    from ..weights import conv_weights
+
+    return conv_weights(model)
