@@ -133,58 +133,13 @@ def config_from_args(args):
                              "Fix --config or drop the key.")
         values["model_kwargs"] = {**base, **_kwargs(args.model_kwarg)}
     config = TrainConfig.from_dict(values)
-    _check_threads(config.threads)
-    _check_float32(config)
+    _check_threads(config.threads)  # this machine's cores (the float32 rule is in TrainConfig)
     return config
 
 
-#: The largest float32: torch's optimizers apply lr and weight decay in float32.
-FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _check_float32(config):
-    """lr / momentum / weight decay above float32's range: torch raises RuntimeError mid-step."""
-    from ..errors import InputError
-
-    for key, flag in (("lr", "--lr"), ("momentum", "--momentum"), ("weight_decay", "--weight-decay")):
-        v = getattr(config, key)
-        if v > FLOAT32_MAX:
-            raise InputError(f"config key {key!r} ({flag}) must be at most {FLOAT32_MAX!r} (torch applies "
-                             f"it in float32); got {v!r}. Use e.g. {flag} 0.05." if key == "lr" else
-                             f"config key {key!r} ({flag}) must be at most {FLOAT32_MAX!r} (torch applies "
-                             f"it in float32); got {v!r}.")
-
-
-#: ``--threads`` may be at most this many times the CPU cores this process may use.
-THREADS_PER_CORE_MAX = 4
-
-
-def _cores() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _check_threads(threads):
-    """Refuse a thread count torch cannot take (>= 2**31: ValueError) or should not start.
-
-    ``torch.set_num_threads(N)`` starts N OpenMP threads, each with its own stack: 4096 of them
-    ran out of memory under a 4 GB address-space limit (exit 1), and more threads than cores
-    never train faster.
-    """
-    from ..errors import InputError
-
-    if threads is None:
-        return
-    cores = _cores()
-    cap = THREADS_PER_CORE_MAX * cores
-    if threads > cap:
-        raise InputError(f"--threads (config key 'threads') must be at most {cap} ({THREADS_PER_CORE_MAX} x "
-                         f"the {cores} CPU core(s) this process may use); got {threads}. torch would start "
-                         f"that many threads. Use --threads {cores} or fewer.")
+# the float32 and thread rules live in training.loop (TrainConfig.validate and train()),
+# so the Python API refuses what the CLI refuses
+from ..training.loop import FLOAT32_MAX, THREADS_PER_CORE_MAX, check_threads as _check_threads  # noqa: E402,F401
 
 
 def run(args) -> int:

@@ -217,6 +217,10 @@ class TrainConfig:
                 raise InputError(f"config key {key!r} must be {rule} and finite; got {v!r}. "
                                  f"Set {_FLAG[key]} (or the config key) to a finite number, e.g. "
                                  f"{_EXAMPLE[key]}.") from None
+            if v > FLOAT32_MAX:  # torch's optimisers apply them in float32: RuntimeError mid-step
+                raise InputError(f"config key {key!r} ({_FLAG[key]}) must be at most {FLOAT32_MAX!r} "
+                                 f"(torch applies it in float32); got {v!r}. Use e.g. "
+                                 f"{_FLAG[key]} {_EXAMPLE[key]}.")
         for key, low in (("batch_size", 1), ("epochs", 0), ("snapshot_every", 0),
                          ("eval_samples", 1), ("n_train", 1), ("threads", 1)):
             v = getattr(self, key)
@@ -252,6 +256,36 @@ class TrainConfig:
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", self.device):
             raise InputError(f"config key 'device' must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; "
                              f"got {self.device!r}.")
+
+
+#: The largest float32: torch's optimizers apply lr and weight decay in float32.
+FLOAT32_MAX = 3.4028234663852886e38
+#: ``threads`` may be at most this many times the CPU cores this process may use.
+THREADS_PER_CORE_MAX = 4
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads):
+    """Refuse a thread count this machine should not start (checked where the run trains).
+
+    ``torch.set_num_threads(N)`` starts N OpenMP threads, each with its own stack: 4096 of them
+    ran out of memory under a 4 GB address-space limit (exit 1), 2**31 is a ValueError, and
+    more threads than cores never train faster.
+    """
+    if threads is None:
+        return
+    cores = _cores()
+    cap = THREADS_PER_CORE_MAX * cores
+    if threads > cap:
+        raise InputError(f"--threads (config key 'threads') must be at most {cap} ({THREADS_PER_CORE_MAX} x "
+                         f"the {cores} CPU core(s) this process may use); got {threads}. torch would start "
+                         f"that many threads. Use --threads {cores} or fewer.")
 
 
 def resolve_device(name: str) -> "torch.device":
@@ -515,6 +549,7 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
         config = TrainConfig.from_dict(config)
     elif not isinstance(config, TrainConfig):
         raise InputError(f"config must be a TrainConfig or a dict; got {type(config).__name__}.")
+    check_threads(config.threads)  # this machine's cores, before anything is written
     run_dir = check_run_dir(run_dir, force=force)
     device = resolve_device(config.device)
     shape = _input_shape(config)
