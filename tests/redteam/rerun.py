@@ -38,6 +38,9 @@ ADAPTED (where a command could not be run exactly as printed in the report):
   can be checked (conctest: ``--trials`` trials, default 3, instead of 10).
 - BP (``| head -1``): the reader closes the pipe after one line, as head does.
 - ``ulimit -v K`` / ``ulimit -f N`` become RLIMIT_AS = K KiB / RLIMIT_FSIZE = N KiB of the run.
+- O09's ``$PY -c "... json.load(...)['config']['sources']"``: analysis.json schema 2 keeps the
+  sources under 'inputs'; the snippet reads whichever holds them (and a layer's notes are under
+  'notes', not 'extras': T22 and S13 read either).
 """
 
 from __future__ import annotations
@@ -422,6 +425,18 @@ def check(rec: Record, cond, label, why=""):
     return rec.add(label, cond, "check ok" if cond else "check FAILED", "" if cond else why)
 
 
+def sources(js):
+    """The checkpoints an analysis.json was made from: 'inputs' (schema 2) or 'config' (the report's)."""
+    return js.get("inputs", js.get("config", {})).get("sources")
+
+
+def layer_notes(lay):
+    """A layer's notes and verdict reasons in analysis.json (schema 2: 'notes'; the report's: 'extras')."""
+    extras = lay.get("extras") or {}
+    detail = lay.get("verdict_detail") or extras.get("verdict") or {}
+    return [str(n) for n in list(lay.get("notes") or extras.get("notes") or []) + list(detail.get("reasons") or [])]
+
+
 def md5(p):
     return hashlib.md5(Path(p).read_bytes()).hexdigest()
 
@@ -561,7 +576,7 @@ def c_o09(ctx, rec):
     after = {f: md5(ctx.p("o/full3") / f) for f in os.listdir(ctx.p("o/full3"))}
     check(rec, after == before, "old results unchanged", f"files now {sorted(after)} (were {sorted(before)})")
     r = ctx.py("import numpy as np,json; print(np.load('o/full3/points.npz').files, "
-               "json.load(open('o/full3/analysis.json'))['config']['sources'])")
+               "(lambda j: j.get('inputs', j['config'])['sources'])(json.load(open('o/full3/analysis.json'))))")
     ok(rec, r, needles=("fx/b1.npz",), label="$PY -c (sources still fx/b1.npz)")
     ok(rec, ctx.ft("report", "o/full3"), label="report o/full3 (the old, consistent results)")
     # fresh folder (batch9 O09)
@@ -670,7 +685,7 @@ def c_o04(ctx, rec):
     stale = rep.exists() and "fx/base.npz" in rep.read_text(errors="replace")
     check(rec, not stale, "no report.html of fx/base.npz beside the fx/b1.npz results",
           "report.html still shows fx/base.npz")
-    src = json.loads(ctx.p("o/o04/analysis.json").read_text())["config"]["sources"]
+    src = sources(json.loads(ctx.p("o/o04/analysis.json").read_text()))
     check(rec, src == ["fx/b1.npz"], "analysis.json of fx/b1.npz", f"sources {src}")
 
 
@@ -1062,9 +1077,9 @@ def c_t22(ctx, rec):
         shutil.rmtree(ctx.p(out), ignore_errors=True)
         if ok(rec, ctx.ft("analyze", src, "--out", out, *extra), forbid=bad):
             lay = json.loads(ctx.p(out, ).joinpath("analysis.json").read_text())["layers"][0]
-            check(rec, lay["verdict"] == "too-few" and not any(b in json.dumps(lay["extras"]) for b in bad),
+            check(rec, lay["verdict"] == "too-few" and not any(b in n for n in layer_notes(lay) for b in bad),
                   f"{src}: verdict too-few, no --k 1/--clamp-k advice", f"verdict {lay['verdict']}, notes "
-                  f"{lay['extras'].get('notes')}")
+                  f"{layer_notes(lay)}")
 
 
 @case("S13", "fx")
@@ -1073,7 +1088,7 @@ def c_s13(ctx, rec):
     bad = ("--layers", "--clamp-k")
     if ok(rec, ctx.ft("patches", "camera", "--out", "out/s13", "--k", "5000", "--n-per-image", "500", "--null-draws",
                       "0"), needles=("too-few",), forbid=bad):
-        notes = json.loads(ctx.p("out/s13/analysis.json").read_text())["layers"][0]["extras"].get("notes", [])
+        notes = layer_notes(json.loads(ctx.p("out/s13/analysis.json").read_text())["layers"][0])
         check(rec, not any(b in n for n in notes for b in bad), "notes name no --layers/--clamp-k", f"notes {notes}")
     r = ctx.ft("patches", "camera", "--out", "out/s13", "--k", "5000", "--n-per-image", "500", "--null-draws", "0",
                "--clamp-k")
