@@ -12,13 +12,15 @@ from ._apply import apply
 from .banks import (BANKS, circle_bank, dct_bank, gabor_bank, klein_bank, klein_filter_values,
                     klein_grid, make_bank, random_orthonormal_bank, raw_pixel_filter, secondary_bank)
 from .masks import (CIRCLE_MAX_DISTANCE, KLEIN_MAX_DISTANCE, channel_points, circle_distance,
-                    connection_mask, klein_distance)
+                    connection_mask, klein_distance, shuffled_mask)
+from ._apply import KOL_THRESHOLD, PRIOR_NAMES, RECIPES, check_prior_name, tiled_dct_bank
 
 __all__ = [
     "apply", "BANKS", "make_bank", "circle_bank", "klein_bank", "secondary_bank", "gabor_bank",
     "dct_bank", "random_orthonormal_bank", "klein_grid", "klein_filter_values", "raw_pixel_filter",
     "connection_mask", "channel_points", "circle_distance", "klein_distance",
-    "CIRCLE_MAX_DISTANCE", "KLEIN_MAX_DISTANCE",
+    "CIRCLE_MAX_DISTANCE", "KLEIN_MAX_DISTANCE", "shuffled_mask", "PRIOR_NAMES", "RECIPES",
+    "KOL_THRESHOLD", "check_prior_name", "tiled_dct_bank",
 ]
 
 _LAYERS = ("CircleConv2d", "KleinConv2d", "TopologicalMaskConv2d", "CircleOneLayer", "KleinOneLayer")

@@ -33,7 +33,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import InputError
 from .banks import circle_bank, klein_bank
-from .masks import connection_mask
+from .masks import connection_mask, shuffled_mask
 
 __all__ = ["PriorConv2d", "CircleConv2d", "KleinConv2d", "TopologicalMaskConv2d", "CircleOneLayer",
            "KleinOneLayer", "bank_weight", "MODES"]
@@ -245,6 +245,11 @@ class TopologicalMaskConv2d(nn.Conv2d):
         each output channel are masked instead (our reading of the authors' code).
     in_grid, out_grid : (int, int), optional
         Klein-bottle grids of the input / output channels (default: square).
+    shuffle_seed : int, optional
+        None (default): the COL / KOL mask. An integer: the control of equal sparsity instead,
+        :func:`~filtertopo.priors.masks.shuffled_mask` of that mask with this seed (each
+        output keeps as many inputs, chosen at random). Rebuilt from the arguments like the
+        mask itself.
     stride, padding, dilation, bias, padding_mode, device, dtype
         As ``nn.Conv2d``; ``padding=None`` is k // 2.
 
@@ -261,14 +266,17 @@ class TopologicalMaskConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, space: str,
                  threshold: float, variant: str = "channels", in_grid=None, out_grid=None,
-                 stride=1, padding=None, dilation=1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None):
+                 shuffle_seed=None, stride=1, padding=None, dilation=1, bias: bool = True,
+                 padding_mode: str = "zeros", device=None, dtype=None):
         mask = connection_mask(space, out_channels, in_channels, kernel_size, threshold=threshold,
                                variant=variant, in_grid=in_grid, out_grid=out_grid)
+        if shuffle_seed is not None:
+            mask = shuffled_mask(mask, shuffle_seed)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=kernel_size // 2 if padding is None else padding, dilation=dilation,
                          bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
         self.space, self.threshold, self.variant = space, float(threshold), variant
+        self.shuffle_seed = shuffle_seed
         m = torch.as_tensor(mask, dtype=self.weight.dtype, device=self.weight.device)
         with torch.no_grad():
             self.weight.mul_(m)
@@ -286,7 +294,8 @@ class TopologicalMaskConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, space={self.space!r}, threshold={self.threshold:.4g}, "
-                f"variant={self.variant!r}, density={self.density:.3f}")
+                f"variant={self.variant!r}, density={self.density:.3f}" +
+                ("" if self.shuffle_seed is None else f", shuffled (seed {self.shuffle_seed})"))
 
 
 def _rezero_masked(module, incompatible_keys):

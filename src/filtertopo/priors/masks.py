@@ -41,7 +41,7 @@ from ..errors import InputError, check_range
 from .banks import check_k, klein_grid
 
 __all__ = ["CIRCLE_MAX_DISTANCE", "KLEIN_MAX_DISTANCE", "SPACES", "channel_points", "circle_distance",
-           "klein_distance", "connection_mask"]
+           "klein_distance", "connection_mask", "shuffled_mask"]
 
 #: Largest arc-length distance on the circle.
 CIRCLE_MAX_DISTANCE = math.pi
@@ -213,3 +213,51 @@ def connection_mask(space: str, out_channels: int, in_channels: int, kernel_size
     else:
         M = np.broadcast_to(keep.reshape(out_channels, 1, k, k), (out_channels, in_channels, k, k))
     return np.ascontiguousarray(M, dtype=np.float32)
+
+
+def shuffled_mask(mask, seed) -> np.ndarray:
+    """A random mask of the same sparsity as ``mask``: the control of a COL / KOL.
+
+    Each output channel keeps exactly as many connections as it has in ``mask`` (so the
+    per-output in-degree, and hence the overall density, are equal), but which ones is drawn
+    uniformly at random with ``numpy.random.default_rng(seed)``. For the ``"channels"``
+    variant (every input slice wholly connected or not) the draw is over input slices; for
+    any other mask it is over the (in, k, k) entries of each output.
+
+    Parameters
+    ----------
+    mask : array of shape (out, in, k, k)
+        0/1, e.g. from :func:`connection_mask`.
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (out, in, k, k), float32
+
+    Examples
+    --------
+    >>> m = connection_mask("circle", 8, 8, threshold=np.pi / 4)
+    >>> r = shuffled_mask(m, seed=0)
+    >>> r.shape, r.sum() == m.sum(), (r.sum(axis=(1, 2, 3)) == m.sum(axis=(1, 2, 3))).all()
+    ((8, 8, 3, 3), True, True)
+    """
+    from ..errors import check_seed
+
+    m = np.asarray(mask)
+    if m.ndim != 4:
+        raise InputError(f"mask must have shape (out, in, k, k); got {m.shape}.")
+    if not np.isin(m, (0, 1)).all():
+        raise InputError("mask must hold only 0 and 1.")
+    rng = np.random.default_rng(check_seed("seed", seed, allow_generator=False))
+    out = np.zeros(m.shape, dtype=np.float32)
+    whole_slices = (m == m[:, :, :1, :1]).all()
+    for i in range(m.shape[0]):
+        if whole_slices:
+            n_keep = int(m[i, :, 0, 0].sum())
+            pick = rng.permutation(m.shape[1])[:n_keep]
+            out[i, pick] = 1.0
+        else:
+            flat = out[i].reshape(-1)
+            n_keep = int(m[i].sum())
+            flat[rng.permutation(flat.size)[:n_keep]] = 1.0
+    return out
