@@ -67,7 +67,9 @@ def test_study_writes_every_table_and_a_self_contained_report(study_out):
     assert {"topology", "baseline", "hyperparameter", "control_init", "control_shuffled"} <= set(summary["families"])
     if "weightwatcher" not in summary["families"]:  # the optional extra: absent, and said so
         assert any("weightwatcher is not installed" in n for n in summary["notes"])
-    assert [h["target"] for h in summary["headline"]][:1] == ["test_acc"]
+    head = summary["headline"][0]
+    assert head["target"] == "test_acc" and head["primary_feature"] == "topo.conv1.h1_1"
+    assert head["ci_primary"][0] <= head["tau_primary"] <= head["ci_primary"][1]
     html = (study_out / "report.html").read_text()
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # no network request

@@ -118,9 +118,12 @@ def run(args) -> int:
                                  "weightwatcher": args.weightwatcher, **extra})
     print(f"{len(table.frame)} runs, {len(table.features)} features, targets {', '.join(table.targets)}")
     for h in stats.headline:
+        ci = h.get("ci_primary")
+        tp = "" if h.get("tau_primary") is None else (f"{h['primary_feature']} tau {h['tau_primary']:+.2f}"
+                                                      + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
         tt = "" if h.get("tau_topology") is None else f"{h['best_topology']} tau {h['tau_topology']:+.2f}"
         tb = "" if h.get("tau_baseline") is None else f"{h['best_baseline']} tau {h['tau_baseline']:+.2f}"
-        print(f"  {h['target']}: best topology {tt or '-'}; best baseline {tb or '-'}")
+        print(f"  {h['target']}: {tp or '-'}; best topology {tt or '-'}; best baseline {tb or '-'}")
     if extra:
         print("note: " + extra["model_measures"])
     print(f"wrote {args.out}/report.html, study.json and the tables (tau, psi, cmi, partial, predict, controls)")

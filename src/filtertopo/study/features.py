@@ -226,15 +226,16 @@ def weightwatcher_features(model, *, prefix: str = "ww") -> tuple:
         The features and a note: which layers it analysed and skipped, or why there are none
         (the package is not installed, or it failed). Never raises for a missing package.
     """
-    try:
-        import weightwatcher as ww
-    except ImportError:
-        return {}, "weightwatcher is not installed (pip install weightwatcher): its metrics are left out"
-    names = [n for n, m in model.named_modules() if hasattr(m, "weight") and getattr(m.weight, "ndim", 0) >= 2]
     import contextlib
     import io
     import logging
 
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints while it is imported
+            import weightwatcher as ww
+    except ImportError:
+        return {}, "weightwatcher is not installed (pip install weightwatcher): its metrics are left out"
+    names = [n for n, m in model.named_modules() if hasattr(m, "weight") and getattr(m.weight, "ndim", 0) >= 2]
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")

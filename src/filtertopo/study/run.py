@@ -228,6 +228,9 @@ def analyse_table(table: StudyTable, *, n_boot: int = 1000, seed: int = 0, drop_
     psi = pd.DataFrame(psi_rows)
     cmi = pd.DataFrame(cmi_rows)
 
+    # the statistic named before looking (Gabrielsson & Carlsson: the longest H1 bar of the first
+    # analysed layer): free of the selection that picks the "best" feature out of many
+    primary = next((c for c in frame.columns if c.startswith("topo.") and c.endswith(".h1_1")), None)
     n = len(frame)
     C = bootstrap_counts(n, n_boot, seed + 1) if n_boot else None
     part_rows, headline = [], []
@@ -245,7 +248,11 @@ def analyse_table(table: StudyTable, *, n_boot: int = 1000, seed: int = 0, drop_
                 part_rows.append({"feature": f, "target": t, "given": best_base["feature"],
                                   "tau": float(topo.loc[topo["feature"] == f, "tau"].iloc[0]),
                                   "partial_tau": r.tau, "low": r.low, "high": r.high, "n": r.n})
+        prim = sub[sub["feature"] == primary] if primary else sub.iloc[:0]
         headline.append({"target": t,
+                         "primary_feature": primary,
+                         "tau_primary": float(prim["tau"].iloc[0]) if len(prim) else None,
+                         "ci_primary": [float(prim["low"].iloc[0]), float(prim["high"].iloc[0])] if len(prim) else None,
                          "best_topology": None if best_topo is None else best_topo["feature"],
                          "tau_topology": None if best_topo is None else float(best_topo["tau"]),
                          "ci_topology": None if best_topo is None else [float(best_topo["low"]), float(best_topo["high"])],
