@@ -129,6 +129,8 @@ def test_study_refuses_an_existing_output_and_an_incomplete_grid(runs, study_out
     assert main(["study", str(part), "--out", str(tmp_path / "o2"), *fast, "--drop-incomplete"]) == 0
     assert json.loads((tmp_path / "o2" / "study.json").read_text())["n_runs"] == 7
     assert main(["study", str(tmp_path / "nothing"), "--out", str(tmp_path / "o3")]) == 2
+    assert main(["study", str(runs), "--out", str(tmp_path / "o4"), *fast, "--layers", "conv9"]) == 2
+    assert "matches no conv layer" in capsys.readouterr().err
 
 
 def test_study_reads_a_sweep_folder(runs, tmp_path):
@@ -154,7 +156,8 @@ def test_study_reads_a_sweep_folder(runs, tmp_path):
     assert found.source == "sweep" and len(found.runs) == 4 and found.axes == {"lr": LRS, "seed": SEEDS}
     assert any("failed" in why for _, why in found.skipped)
     out = tmp_path / "out"
-    assert main(["study", str(sweep), "--out", str(out), "--no-shifted", "--no-controls", "--bootstrap", "50"]) == 0
+    assert main(["study", str(sweep), "--out", str(out), "--no-shifted", "--no-controls", "--bootstrap", "50",
+                 "--layers", "1"]) == 0
     summary = json.loads((out / "study.json").read_text())
     assert summary["source"] == "sweep" and summary["n_runs"] == 4
     psi = pd.read_csv(out / "psi.csv")

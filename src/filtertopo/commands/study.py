@@ -25,6 +25,9 @@ def add_parser(sub):
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the pixel shuffle (default 0)")
+    p.add_argument("--layers", default=None,
+                   help="analysed layers whose topology and controls are used: names, globs or 1-based depths "
+                        "(default: every analysed layer; the controls analyse each twice per run)")
     p.add_argument("--no-controls", dest="controls", action="store_false",
                    help="skip the controls (topology of the initial and of pixel-shuffled weights)")
     p.add_argument("--no-shifted", dest="shifted", action="store_false",
@@ -113,7 +116,7 @@ def run(args) -> int:
         extra["model_measures"] = "torch is not installed: no shifted-set accuracies, no WeightWatcher metrics"
     table, stats = study(args.dir, args.out, controls=args.controls, model_measures=measures, n_boot=args.bootstrap,
                          seed=args.seed, drop_incomplete=args.drop_incomplete, n_jobs=args.jobs, force=args.force,
-                         progress=args.progress,
+                         progress=args.progress, layers=args.layers,
                          inputs={"shifted": args.shifted and has_torch, "shifted_n": args.shifted_n,
                                  "weightwatcher": args.weightwatcher, **extra})
     print(f"{len(table.frame)} runs, {len(table.features)} features, targets {', '.join(table.targets)}")

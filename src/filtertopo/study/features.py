@@ -351,7 +351,7 @@ def _analyze_quiet(kernels, config, layers):
         return analyze(kernels, config, layers=layers, progress=False)
 
 
-def run_features(run, *, controls: bool = True, seed: int = 0, model_measures=None) -> RunFeatures:
+def run_features(run, *, controls: bool = True, seed: int = 0, model_measures=None, layers=None) -> RunFeatures:
     """Every feature and target of one run (see the module docstring).
 
     Parameters
@@ -366,6 +366,10 @@ def run_features(run, *, controls: bool = True, seed: int = 0, model_measures=No
     model_measures : callable, optional
         ``model_measures(run) -> (values, notes)``: what needs the trained network itself
         (shifted-set accuracies, WeightWatcher), supplied by the caller that can build it.
+    layers : str or list, optional
+        The analysed layers whose topology (and controls) are used
+        (:func:`filtertopo.pipeline.select_layers`); all by default. The weight baselines
+        cover every layer whatever it says.
     """
     from ..result import AnalysisResult
     from ..weights import load_kernels
@@ -374,6 +378,13 @@ def run_features(run, *, controls: bool = True, seed: int = 0, model_measures=No
     values, tnotes = run_targets(run)
     notes += tnotes
     final = AnalysisResult.load(run.analysis)
+    if layers is not None:
+        import dataclasses
+
+        from ..pipeline import select_layers
+
+        keep = set(select_layers([layer.name for layer in final.layers], layers))
+        final = dataclasses.replace(final, layers=tuple(layer for layer in final.layers if layer.name in keep))
     layers = [layer.name for layer in final.layers]
     values.update(topology_features(final))
     kernels_path = run.path / "kernels.npz"
@@ -402,6 +413,9 @@ def run_features(run, *, controls: bool = True, seed: int = 0, model_measures=No
         elif init_kernels is not None:
             init = _analyze_quiet(init_kernels, final.config, [n for n in layers if n in init_kernels])
         if init is not None:
+            import dataclasses
+
+            init = dataclasses.replace(init, layers=tuple(layer for layer in init.layers if layer.name in layers))
             values.update(topology_features(init, prefix="init"))
             values.update(_init_distances(final, init))
         present = [n for n in layers if n in kernels]

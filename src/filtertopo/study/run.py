@@ -72,8 +72,8 @@ class StudyTable:
 
 
 def _feature_job(job):
-    run, controls, seed = job
-    return run_features(run, controls=controls, seed=seed)
+    run, controls, seed, layers = job
+    return run_features(run, controls=controls, seed=seed, layers=layers)
 
 
 def _measure_job(job):
@@ -82,7 +82,7 @@ def _measure_job(job):
 
 
 def collect(root, *, controls: bool = True, model_measures=None, n_jobs: int = 1, seed: int = 0,
-            progress=None, runs=None) -> StudyTable:
+            progress=None, runs=None, layers=None) -> StudyTable:
     """Every feature and target of every run of a study folder.
 
     Parameters
@@ -100,6 +100,9 @@ def collect(root, *, controls: bool = True, model_measures=None, n_jobs: int = 1
         Seed of the pixel shuffle.
     runs : StudyRuns, optional
         Already found runs (skips the search).
+    layers : str or list, optional
+        Analysed layers whose topology and controls are used (all by default); the controls
+        cost two analyses of each per run.
     """
     import pandas as pd
 
@@ -107,7 +110,7 @@ def collect(root, *, controls: bool = True, model_measures=None, n_jobs: int = 1
 
     found = find_runs(root) if runs is None else runs
     ctx = "spawn" if "torch" in sys.modules else None  # a torch parent must not fork
-    feats = map_jobs(_feature_job, [(r, controls, seed) for r in found.runs], n_jobs=n_jobs, mp_context=ctx,
+    feats = map_jobs(_feature_job, [(r, controls, seed, layers) for r in found.runs], n_jobs=n_jobs, mp_context=ctx,
                      progress=progress, desc="runs (features)", unit="run")
     measured = [None] * len(found.runs)
     if model_measures is not None:
@@ -351,7 +354,7 @@ def write_study(out, table: StudyTable, stats: StudyStats, *, force: bool = Fals
 
 def study(root, out, *, controls: bool = True, model_measures=None, n_boot: int = 1000, seed: int = 0,
           drop_incomplete: bool = False, n_jobs: int = 1, force: bool = False, progress=None,
-          inputs: dict | None = None) -> tuple:
+          inputs: dict | None = None, layers=None) -> tuple:
     """Find, collect, analyse and write a study; returns ``(StudyTable, StudyStats)``.
 
     The output folder and the grid are checked before any run is processed.
@@ -365,9 +368,9 @@ def study(root, out, *, controls: bool = True, model_measures=None, n_boot: int 
     if not drop_incomplete and any(a != SEED_AXIS for a in found.axes):
         check_grid([r.varied for r in found.runs], found.axes)
     table = collect(root, controls=controls, model_measures=model_measures, n_jobs=n_jobs, seed=seed,
-                    progress=progress, runs=found)
+                    progress=progress, runs=found, layers=layers)
     stats = analyse_table(table, n_boot=n_boot, seed=seed, drop_incomplete=drop_incomplete)
-    info = {"dir": str(root), "controls": controls, "n_boot": n_boot, "seed": seed,
+    info = {"dir": str(root), "controls": controls, "layers": layers, "n_boot": n_boot, "seed": seed,
             "drop_incomplete": drop_incomplete, **(inputs or {})}
     write_study(out, table, stats, force=force, inputs=info, seconds=round(time.time() - started, 2))
     return table, stats
