@@ -10,7 +10,8 @@ _FLAGS = {  # argparse dest -> TrainConfig key
     "data_seed": "data_seed", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum",
     "weight_decay": "weight_decay", "batch_size": "batch_size", "epochs": "epochs",
     "seed": "seed", "snapshot_every": "snapshot_every", "eval_samples": "eval_samples",
-    "threads": "threads", "device": "device",
+    "threads": "threads", "device": "device", "prior": "prior", "prior_mode": "prior_mode",
+    "prior_layer": "prior_layer", "loss": "loss",
 }
 
 
@@ -36,6 +37,8 @@ def add_parser(sub):
     p.add_argument("--data-seed", type=int,
                    help="seed of the train/test split (default 0; 0 <= seed < 2**32)")
     p.add_argument("--optimizer", help="sgd (default), adam or adamw")
+    p.add_argument("--loss", help="cross_entropy (default) or mse_softmax (MSE between the softmax "
+                                  "and the one-hot labels, as in Love et al. 2023)")
     p.add_argument("--lr", type=float, help="learning rate (default 0.05)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, help="weight decay (default 1e-3)")
@@ -53,6 +56,12 @@ def add_parser(sub):
     p.add_argument("--threads", type=int, help="torch threads while training (at most 4 x the CPU "
                                                 "cores)")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--prior", help="topological prior for --prior-layer (docs/priors.md): circle, klein, "
+                                   "secondary, gabor, dct, random_orthonormal, circle_raw, dct_tiled, "
+                                   "klein_kol, klein_randmask; none (default) for no prior")
+    p.add_argument("--prior-mode", help="fixed (default: the bank is never trained) or init (a "
+                                        "trainable weight that starts as the bank)")
+    p.add_argument("--prior-layer", help="the conv module that gets the prior (default conv1)")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--force", action="store_true",
                    help="reuse a non-empty run folder: the files train wrote there are replaced, "
@@ -137,9 +146,13 @@ def config_from_args(args):
     return config
 
 
-# the float32 and thread rules live in training.loop (TrainConfig.validate and train()),
-# so the Python API refuses what the CLI refuses
-from ..training.loop import FLOAT32_MAX, THREADS_PER_CORE_MAX, check_threads as _check_threads  # noqa: E402,F401
+def _check_threads(threads):
+    # the float32 and thread rules live in training.loop (TrainConfig.validate and train()),
+    # so the Python API refuses what the CLI refuses; imported here, not at module level, so
+    # that building the parser does not import torch (tests/test_imports.py)
+    from ..training.loop import check_threads
+
+    check_threads(threads)
 
 
 def run(args) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -44,10 +45,25 @@ from .data import DATASETS, Transform, load_dataset
 from .models import conv_kernels, create_model, get_spec, list_models
 from .snapshots import SnapshotWriter, save_kernel_file
 
-__all__ = ["TrainConfig", "train", "train_seeds", "evaluate", "OPTIMIZERS", "SEED_MAX",
-           "RUN_FILES", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = ["TrainConfig", "train", "train_seeds", "evaluate", "OPTIMIZERS", "LOSSES", "PRIOR_MODES",
+           "SEED_MAX", "RUN_FILES", "TrainingDiverged", "TrainingInterrupted", "build_model",
+           "loss_function"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+#: ``TrainConfig.loss``: ``"cross_entropy"`` (the default) or ``"mse_softmax"``, the mean
+#: squared error between the softmax of the logits and the one-hot labels, averaged over the
+#: batch and the classes (the loss of Love et al. 2023's experiments).
+LOSSES = ("cross_entropy", "mse_softmax")
+
+#: ``TrainConfig.prior_mode``: the bank is fixed (a buffer, never trained) or the initial weight.
+PRIOR_MODES = ("fixed", "init")
+
+#: Fields left out of :meth:`TrainConfig.key` while they hold these values, so that every run id
+#: from before they existed stays the same (``prior_mode`` / ``prior_layer`` only matter with
+#: a prior).
+_KEY_DEFAULTS = {"loss": "cross_entropy"}
+_PRIOR_FIELDS = ("prior", "prior_mode", "prior_layer")
 
 #: Largest accepted ``seed`` / ``data_seed``: seeds are integers in ``[0, 2**32 - 1]``, the
 #: range that numpy (``default_rng``) and torch (``manual_seed``) both accept.
@@ -60,7 +76,8 @@ RUN_FILES = ("config.json", "run.json", "metrics.csv", "kernels.npz", "model.pt"
 _FLAG = {"lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
          "batch_size": "--batch-size", "epochs": "--epochs", "snapshot_every": "--snapshot-every",
          "eval_samples": "--eval-samples", "n_train": "--n-train", "threads": "--threads",
-         "seed": "--seed", "data_seed": "--data-seed"}
+         "seed": "--seed", "data_seed": "--data-seed", "prior": "--prior",
+         "prior_mode": "--prior-mode", "prior_layer": "--prior-layer", "loss": "--loss"}
 _EXAMPLE = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.001, "batch_size": 32, "epochs": 5,
             "snapshot_every": 10, "eval_samples": 500, "n_train": 1000, "threads": 1,
             "in_channels": 1, "input_size": 28, "num_classes": 10}
@@ -121,6 +138,25 @@ class TrainConfig:
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA when available).
         The model is always initialised on the CPU, so a seed gives the same initial
         weights on every device; bit-identical training is only promised on the CPU.
+    prior : str, optional
+        A topological prior put into ``prior_layer`` of the freshly built model by
+        :func:`filtertopo.priors.apply`: a name of :data:`filtertopo.priors.PRIOR_NAMES`
+        (``"circle"``, ``"klein"``, ``"klein_kol"``, ``"circle_raw"``, ``"gabor"``, ...;
+        ``--prior``). None (default) for none; the string ``"none"`` (any case) is read as
+        None, because TOML (a sweep spec's axis ``prior = ["none", "klein"]``) has no null.
+    prior_mode : {"fixed", "init"}, default="fixed"
+        ``"fixed"``: the bank is a buffer, never trained (not in the optimiser); ``"init"``:
+        the layer's trainable weight starts as the bank (``--prior-mode``).
+    prior_layer : str, default="conv1"
+        Module name of the conv that gets the prior (``--prior-layer``).
+    loss : {"cross_entropy", "mse_softmax"}, default="cross_entropy"
+        :data:`LOSSES` (``--loss``).
+
+    Notes
+    -----
+    :meth:`key` leaves out ``prior``, ``prior_mode`` and ``prior_layer`` when ``prior`` is
+    None, and ``loss`` when it is ``"cross_entropy"``: a config that uses none of them has the
+    id it had before these fields existed.
     """
 
     model: str = "mnist_net"
@@ -142,8 +178,14 @@ class TrainConfig:
     eval_samples: int = 500
     threads: typing.Optional[int] = None
     device: str = "cpu"
+    prior: typing.Optional[str] = None
+    prior_mode: str = "fixed"
+    prior_layer: str = "conv1"
+    loss: str = "cross_entropy"
 
     def __post_init__(self):
+        if isinstance(self.prior, str) and self.prior.strip().lower() == "none":
+            object.__setattr__(self, "prior", None)  # TOML has no null: "none" spells no prior
         self.validate()
 
     @classmethod
@@ -171,10 +213,19 @@ class TrainConfig:
     def key(self) -> str:
         """Stable 16-hex-digit id of what is trained: the sha256 of the canonical JSON of
         :meth:`to_dict` without :attr:`KEY_EXCLUDES` (so one run has one id on a laptop and
-        on a cluster). Same function as :meth:`filtertopo.config.AnalysisConfig.key`."""
+        on a cluster), and without the prior fields when ``prior`` is None and ``loss`` when it
+        is ``"cross_entropy"`` (so run ids from before those fields existed are unchanged).
+        Same function as :meth:`filtertopo.config.AnalysisConfig.key`."""
         from ..config import config_key
 
-        return config_key({k: v for k, v in self.to_dict().items() if k not in self.KEY_EXCLUDES})
+        d = {k: v for k, v in self.to_dict().items() if k not in self.KEY_EXCLUDES}
+        if d["prior"] is None:  # unused: every run id from before the priors stays the same
+            for k in _PRIOR_FIELDS:
+                d.pop(k)
+        for k, default in _KEY_DEFAULTS.items():
+            if d[k] == default:
+                d.pop(k)
+        return config_key(d)
 
     def validate(self):
         """Check every field's type and range; raise InputError naming the key."""
@@ -256,6 +307,27 @@ class TrainConfig:
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", self.device):
             raise InputError(f"config key 'device' must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; "
                              f"got {self.device!r}.")
+        self._validate_prior()
+        if self.loss not in LOSSES:
+            close = difflib.get_close_matches(self.loss.lower(), LOSSES, 1, 0.4)
+            raise InputError(f"config key 'loss' (--loss) must be one of {list(LOSSES)}; got {self.loss!r}."
+                             + (f" Did you mean {close[0]!r}?" if close else ""))
+
+    def _validate_prior(self):
+        from ..priors import PRIOR_NAMES  # numpy only
+
+        if self.prior is not None and self.prior not in PRIOR_NAMES:
+            close = difflib.get_close_matches(self.prior.lower(), PRIOR_NAMES, 1, 0.5)
+            raise InputError(f"config key 'prior' (--prior) must be one of {list(PRIOR_NAMES)}, or None "
+                             f"(\"none\") for no prior; got {self.prior!r}." +
+                             (f" Did you mean {close[0]!r}?" if close else ""))
+        if self.prior_mode not in PRIOR_MODES:
+            raise InputError(f"config key 'prior_mode' (--prior-mode) must be 'fixed' (the bank, never "
+                             f"trained) or 'init' (a trainable weight that starts as the bank); got "
+                             f"{self.prior_mode!r}.")
+        if not self.prior_layer.strip():
+            raise InputError("config key 'prior_layer' (--prior-layer) must name a conv module of the "
+                             "model, e.g. 'conv1'; got ''.")
 
 
 #: The largest float32: torch's optimizers apply lr and weight decay in float32.
@@ -307,6 +379,41 @@ def _input_shape(config):
     c = kw.get("in_channels", c)
     h = w = kw.get("input_size", h)
     return (int(c), int(h), int(w))
+
+
+def build_model(config: "TrainConfig") -> "torch.nn.Module":
+    """The freshly initialised model of a run: ``create_model`` and then the prior, if any.
+
+    Both happen under ``torch.random.fork_rng`` seeded with ``config.seed`` (the caller's
+    global RNG state is restored), and :func:`filtertopo.priors.apply` draws nothing more
+    from it (``klein_randmask`` draws its mask seed last), so every layer the prior leaves
+    alone has the initial weights of the same config without the prior.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, **config.model_kwargs)
+        if config.prior is not None:
+            from ..priors import apply
+
+            try:
+                apply(model, config.prior, layer=config.prior_layer, mode=config.prior_mode)
+            except InputError as exc:
+                raise InputError(f"config keys prior={config.prior!r}, prior_layer="
+                                 f"{config.prior_layer!r} (--prior, --prior-layer) do not fit model "
+                                 f"{config.model!r}: {exc}") from None
+    return model
+
+
+def loss_function(name: str):
+    """``loss(logits, labels) -> scalar tensor`` for a name of :data:`LOSSES`."""
+    if name == "cross_entropy":
+        return F.cross_entropy
+    if name == "mse_softmax":
+        def mse_softmax(logits, y):
+            target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+            return F.mse_loss(torch.softmax(logits, dim=1), target)
+        return mse_softmax
+    raise InputError(f"loss must be one of {list(LOSSES)}; got {name!r}.")
 
 
 def evaluate(model, data, transform=None, batch_size: int = 500) -> float:
@@ -554,9 +661,7 @@ def train(config: TrainConfig | dict, run_dir, *, force: bool = False,
     device = resolve_device(config.device)
     shape = _input_shape(config)
     transform = Transform(channels=shape[0], size=shape[1])
-    with torch.random.fork_rng(devices=[]):  # before the data: a bad model_kwarg fails at once
-        torch.manual_seed(config.seed)
-        model = create_model(config.model, **config.model_kwargs)
+    model = build_model(config)  # before the data: a bad model_kwarg or prior fails at once
     train_set, test_set = load_dataset(config.dataset, root=config.data_root,
                                        download=config.download, seed=config.data_seed)
     if config.test_dataset is not None:
@@ -624,6 +729,7 @@ def _fit(model, config, run_dir, device, transform, train_set, test_set, eval_tr
     model = model.to(device)
     gen = torch.Generator().manual_seed(config.seed)
     optimizer = _make_optimizer(config, model.parameters())
+    loss_fn = loss_function(config.loss)
     writer = SnapshotWriter(run_dir) if config.snapshot_every else None
     steps_per_epoch = -(-len(train_set) // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -652,7 +758,7 @@ def _fit(model, config, run_dir, device, transform, train_set, test_set, eval_tr
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     logits = model(x)
-                    loss = F.cross_entropy(logits, y)
+                    loss = loss_fn(logits, y)
                     value = loss.item()
                     if not math.isfinite(value):
                         raise TrainingDiverged(

@@ -220,6 +220,29 @@ for _name, _convs in (("vgg11", 8), ("vgg13", 10), ("vgg16", 13)):
                               "in_channels, input_size")
 
 
+def _prior_net_factory(prior):
+    """``paper_net(**kwargs)`` with ``filtertopo.priors.apply(net, prior, layer="conv1",
+    mode="fixed")``: the bank sized to conv1's width (the net's other layers are initialised
+    exactly as in ``paper_net`` with the same seed; ``apply`` draws no random numbers)."""
+    def factory(**kwargs):
+        from ..priors import apply
+
+        return apply(paper_net(**kwargs), prior, layer="conv1", mode="fixed")
+    factory.__name__ = f"paper_net_{prior}"
+    return factory
+
+
+# Topological priors (Love et al., JMLR 2023; docs/priors.md): the paper's MNIST net with a
+# fixed first layer. The same nets are TrainConfig(model="mnist_net", prior=...), which can
+# also make the bank an initialisation (prior_mode="init") or use another layer.
+for _name, _prior, _text in (
+        ("mnist_net_cf", "circle", "conv1 a fixed circle bank (CF): one angle per channel"),
+        ("mnist_net_kf", "klein", "conv1 a fixed Klein bank (KF): 8x8 grid for 64 channels"),
+        ("mnist_net_kf_kol", "klein_kol", "fixed Klein conv1 (KF) + conv2 masked on the Klein "
+                                          "bottle (KOL, published channel definition)")):
+    MODELS[_name] = ModelSpec(_prior_net_factory(_prior), (1, 28, 28), 10, f"mnist_net, {_text}")
+
+
 def register_model(name: str, factory: Callable[..., nn.Module], *,
                    input_shape: tuple = (1, 28, 28), num_classes: int = 10,
                    description: str = "", overwrite: bool = False, **defaults) -> ModelSpec:
