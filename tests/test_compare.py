@@ -41,6 +41,14 @@ def test_diagram_distances_known_answers():
     assert diagram_distances(a, b)[0] == diagram_distances(b, a)[0]  # symmetric
 
 
+def test_missing_persim_is_an_input_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "persim", None)
+    with pytest.raises(InputError, match="pip install persim"):
+        diagram_distances(np.array([[0.0, 1.0]]), np.zeros((0, 2)))
+
+
 def test_a_network_is_at_distance_zero_from_itself():
     k = _circle(0)
     df = compare(k, k, config=CFG)

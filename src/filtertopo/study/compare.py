@@ -51,7 +51,11 @@ def diagram_distances(a, b) -> tuple:
     >>> round(bn, 3), round(w, 3)
     (0.5, 0.5)
     """
-    import persim
+    try:
+        import persim
+    except ImportError:
+        raise InputError("comparing diagrams needs the optional package persim, which is not installed. "
+                         "Install it: pip install persim") from None
 
     da, ia = _finite(a)
     db, ib = _finite(b)
