@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Optional dependencies and the extra that installs each.
 _EXTRAS = {"torch": "torch", "mlxtend": "train", "onnx": "onnx", "h5py": "keras", "skimage": "images",
-           "PIL": "images", "distributed": "dask", "dask": "dask", "torchvision": None, "tensorboard": None}
+           "PIL": "images", "distributed": "dask", "dask": "dask",
+           "persim": "study", "weightwatcher": None, "torchvision": None, "tensorboard": None}
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None):
