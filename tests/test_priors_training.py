@@ -267,3 +267,57 @@ def test_sweep_axis_prior_with_none():
                     "axes": {"prior": ["none", "klein"], "prior_mode": ["fixed", "init"]}}).expand()
     with pytest.raises(InputError, match=r"prior.*Did you mean 'circle'"):
         parse_spec({"name": "p", "train": dict(TINY), "axes": {"prior": ["none", "cirlce"]}})
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench_priors.py: its arms build, its statistics on known answers
+# ---------------------------------------------------------------------------------------------
+
+def _bench():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "bench_priors" in sys.modules:
+        return sys.modules["bench_priors"]
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_priors.py"
+    spec = importlib.util.spec_from_file_location("bench_priors", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_priors", mod)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["bench_priors"])
+    return sys.modules["bench_priors"]
+
+
+def test_bench_every_arm_builds():
+    b = _bench()
+    plan = b.Plan()
+    for arm in b.ARMS:
+        for regime in b.REGIMES:
+            for reverse in (False, True):
+                cfg = b.arm_config(arm, regime, 0, 1e-3, plan, reverse=reverse)
+                assert cfg.loss == ("mse_softmax" if regime == "published" else "cross_entropy")
+        model = build_model(b.arm_config(arm, "fair", 0, 1e-3, plan))
+        assert tuple(model(torch.zeros(2, 1, 28, 28)).shape) == (2, 10), arm
+    assert b.arm_config("plain", "published", 0, None, plan).lr == 1e-5
+    assert b.arm_config("plain", "published", 0, None, plan).epochs == 2  # 4,000 of 3,500 images
+    pairs = b.comparisons(plan.arms)
+    assert ("kf_kol", "kf_randmask") in pairs and ("c1811", "plain_w17") in pairs
+    assert len(pairs) == len(b.ARMS) - 1 + 2
+
+
+def test_bench_statistics():
+    b = _bench()
+    np.testing.assert_allclose(b.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(b.holm([0.5, np.nan, 0.01]), [0.5, np.nan, 0.02])
+    m = b.run_metrics([(0, 0.1), (100, 0.5), (200, 0.92), (300, 0.96)], 300)
+    assert m["acc_250"] == pytest.approx(0.94) and np.isnan(m["acc_1000"])
+    assert m["img_to_90"] == pytest.approx(100 + 100 * 0.4 / 0.42) and m["img_to_90_reached"]
+    assert m["img_to_95"] == pytest.approx(275)
+    assert m["auc"] == pytest.approx(195 / 300)
+    never = b.run_metrics([(0, 0.1), (100, 0.5)], 100)
+    assert never["img_to_90"] == 100 and not never["img_to_90_reached"]  # censored at the budget
+    r = b.paired_bootstrap([0.1, 0.12, 0.08, 0.11, 0.09, 0.1, 0.13, 0.07, 0.1, 0.1], 2000)
+    assert r["n"] == 10 and r["ci_lo"] > 0.08 and r["ci_hi"] < 0.12 and r["p"] < 0.001
+    r = b.paired_bootstrap([0.1, -0.1, 0.05, -0.05, 0.0, 0.02, -0.02, 0.01, -0.01, 0.0], 2000)
+    assert r["ci_lo"] < 0 < r["ci_hi"] and r["p"] > 0.5
