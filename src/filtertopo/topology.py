@@ -167,14 +167,19 @@ def _too_few(name, reason, *, n_filters, n_dropped, n_used, k, p, seed, coeffs, 
 
 def prepare(points, *, name: str, normalize: bool, provenance=None, max_points=None, seed=0):
     """Check, normalise and subsample a cloud: (X, provenance, n_filters, n_dropped, notes)."""
-    X = np.asarray(points, dtype=np.float64)
+    X = np.asarray(points)
+    if X.dtype.kind not in "biuf" or not normalize:
+        X = np.asarray(X, dtype=np.float64)  # raw filters keep their dtype: normalised in row blocks
     if X.ndim != 2:
         raise InputError(f"layer {name!r}: points must be 2-D (n, d); got shape {X.shape}.")
     n_filters = len(X)
     prov = (np.stack([np.zeros(n_filters), np.arange(n_filters), np.zeros(n_filters)], 1).astype(np.int64)
             if provenance is None else np.asarray(provenance, dtype=np.int64))
-    if not np.all(np.isfinite(X)):
-        bad = int((~np.isfinite(X)).any(axis=1).sum())
+    bad = 0
+    if X.dtype.kind == "f":
+        step = max(1, (1 << 22) // max(1, X.shape[1]))
+        bad = sum(int((~np.isfinite(X[s:s + step])).any(axis=1).sum()) for s in range(0, n_filters, step))
+    if bad:
         raise InputError(f"layer {name!r}: {bad} of {n_filters} filters contain NaN or Inf. "
                          "The checkpoint is probably from a diverged run; exclude the layer with --layers.")
     notes = []
