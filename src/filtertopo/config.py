@@ -430,19 +430,59 @@ def ph_bytes(n: int, maxdim: int) -> int:
     return int(_PH_BYTES_PER_SIMPLEX * comb(int(n), int(maxdim) + 1))
 
 
-def _check_ph_memory(n_landmarks: int, maxdim: int) -> None:
+def _machine_headroom():
+    """(bytes, what limits them) this process may still allocate: the address-space limit
+    (``RLIMIT_AS``, e.g. ``ulimit -v``) minus what it maps now, and the memory available on
+    the machine (``MemAvailable``); None where unknown."""
+    out = []
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft not in (resource.RLIM_INFINITY, -1):
+            with open("/proc/self/status") as fh:
+                vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            out.append((int(0.8 * (soft - vm)), "the address-space limit (ulimit -v) minus what is mapped"))
+    except (OSError, ValueError, StopIteration, ImportError):
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            avail = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+        out.append((avail, "the memory available on this machine"))
+    except (OSError, ValueError, StopIteration):
+        pass
+    return out
+
+
+def check_ph_memory(n_landmarks: int, maxdim: int, *, machine: bool = True) -> None:
+    """Refuse, before any work, a persistent-homology call that would not fit in memory.
+
+    The estimate is 82 bytes per simplex of dimension ``maxdim`` (measured). The budget is
+    :data:`MAX_PH_BYTES` (env ``FILTERTOPO_MAX_PH_BYTES``) and, with ``machine=True``, also
+    what this process may still allocate here (address-space limit, available memory): ripser
+    aborts the process in C++ (``std::bad_alloc``) when it runs out.
+    """
+    _check_ph_memory(n_landmarks, maxdim, machine=machine)
+
+
+def _check_ph_memory(n_landmarks: int, maxdim: int, *, machine: bool = False) -> None:
     from math import comb
 
     from .errors import env_limit
 
-    budget = env_limit("FILTERTOPO_MAX_PH_BYTES", MAX_PH_BYTES)
+    if maxdim < 2:
+        return
+    limits = [(env_limit("FILTERTOPO_MAX_PH_BYTES", MAX_PH_BYTES), "the budget (FILTERTOPO_MAX_PH_BYTES)")]
+    if machine:
+        limits += _machine_headroom()
+    budget, why = min(limits, key=lambda t: t[0])
     need = ph_bytes(n_landmarks, maxdim)
-    if maxdim >= 2 and need > budget:
+    if need > budget:
         fit = int(n_landmarks)
         while fit > 10 and ph_bytes(fit, maxdim) > budget:
             fit = int(fit * 0.9)
         raise InputError(
             f"maxdim={maxdim} (--maxdim) on n_landmarks={n_landmarks} (--n-landmarks) needs about "
             f"{need / 1024**3:.1f} GB for ripser ({comb(int(n_landmarks), maxdim + 1):,} simplices of dimension "
-            f"{maxdim}), over the budget of {budget / 1024**3:.1f} GB (FILTERTOPO_MAX_PH_BYTES). "
+            f"{maxdim}), over {max(budget, 0) / 1024**3:.1f} GB, {why}. "
             f"Use --n-landmarks {fit} or fewer, or a lower --maxdim.")

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .config import (K_MAX, K_MIN, MAX_COEFF, MAX_PH_BYTES, MIN_CORE, MIN_FILTERS,  # noqa: F401 - re-exported
-                     AnalysisConfig)
+                     AnalysisConfig, check_ph_memory)
 from .errors import InputError, check_range
 from .filters import FilterSet, filters_from_kernels
 from .result import AnalysisResult, LayerResult, NullMargin
@@ -93,6 +93,7 @@ def analyze_points(points, config: AnalysisConfig | dict | None = None, *, name:
         nothing is raised for it.
     """
     cfg = resolve_config(config, **overrides)
+    check_ph_memory(cfg.n_landmarks, cfg.maxdim)  # this machine's headroom, before any work
     layer = analyse_cloud(points, cfg, name=name, normalize=normalize, kernel_shape=kernel_shape,
                           provenance=provenance, shape=shape)
     if cfg.null_draws and layer.verdict != "too-few":
@@ -224,6 +225,7 @@ def analyze(sources, config: AnalysisConfig | dict | None = None, *, layers=None
     if not sources:
         raise InputError("no checkpoint given; pass at least one path.")
     cfg = resolve_config(config, **overrides)  # fail before reading anything
+    check_ph_memory(cfg.n_landmarks, cfg.maxdim)  # and this machine's memory headroom
     if null_init is not None and not cfg.null_draws:
         raise InputError("null_init is used by the null model; pass null_draws >= 1 (e.g. --null-draws 3).")
     if n_jobs is None:
