@@ -126,6 +126,36 @@ def test_kol_keeps_the_plain_conv2_masked():
     assert (rnd.conv2.mask[:, :, 0, 0].sum(1) == kol.conv2.mask[:, :, 0, 0].sum(1)).all()
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"prior": "klein_kol", "layer": "conv2"}, r"conv2 has 32 output channels.*use n1=4, n2=8"),
+    ({"prior": "klein_kol", "layer": "conv2", "n1": 4, "n2": 8}, r"no conv after it"),
+    ({"prior": "klein_randmask", "layer": "conv1", "raw_pixel": True}, r"raw_pixel=True"),
+    ({"prior": "klein_kol", "layer": "conv1", "mask_seed": 3}, r"mask_seed is an option of 'klein_randmask'"),
+    ({"prior": "klein_kol", "layer": "conv1", "threshold": 9.0}, r"threshold"),
+    ({"prior": "klein_kol", "layer": "conv1", "next_layer": "fc1"}, r"not another nn.Conv2d"),
+    ({"prior": "circle_raw", "layer": "conv1", "raw_pixel": False}, r"always has the raw-pixel"),
+    ({"prior": "dct_tiled", "layer": "conv1", "n": 3}, r"dct_tiled takes no options"),
+    ({"prior": "klein_kol", "layer": "conv1", "mode": "frozen"}, r"mode must be 'fixed'"),
+])
+def test_recipe_errors_leave_the_model_unchanged(kw, match):
+    net = create_model("mnist_net")
+    before = _state(net)
+    with pytest.raises(InputError, match=match):
+        priors.apply(net, **kw)
+    after = _state(net)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert type(net.conv1) is torch.nn.Conv2d and type(net.conv2) is torch.nn.Conv2d
+
+
+def test_kol_needs_the_conv_that_reads_the_layer():
+    net = torch.nn.Sequential()
+    net.add_module("conv1", torch.nn.Conv2d(1, 16, 3, padding=1))
+    net.add_module("side", torch.nn.Conv2d(1, 8, 3, padding=1))
+    with pytest.raises(InputError, match=r"must read all of conv1's 16 outputs.*in_channels 1"):
+        priors.apply(net, "klein_kol", layer="conv1")
+    assert type(net.conv1) is torch.nn.Conv2d
+
+
 def test_registry_entries_are_the_prior_configs():
     for entry, prior in (("mnist_net_cf", "circle"), ("mnist_net_kf", "klein"),
                          ("mnist_net_kf_kol", "klein_kol")):
