@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except FiltertopoError as e:
-        _err(f"error: {e}")
+        # one line, always: a message may quote a library's multi-line text (e.g. imageio's hints)
+        _err("error: " + " ".join(part.strip() for part in str(e).splitlines() if part.strip()))
         return 2
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]

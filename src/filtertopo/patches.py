@@ -332,7 +332,7 @@ def sample_patches(images, n_per_image: int = 5000, top: float = 0.2, seed=0) ->
                 fix=f"Use e.g. 5000 (Carlsson et al. drew 5000 per image). The limit MAX_PATCHES_PER_IMAGE = "
                     f"{per_image} bounds memory (~150 bytes per drawn patch); raise it with the environment "
                     "variable FILTERTOPO_MAX_PATCHES_PER_IMAGE.")
-    check_range("top", top, low=0, high=1, low_inclusive=False, fix="Carlsson et al. keep 0.2.")
+    check_range("top (--top)", top, low=0, high=1, low_inclusive=False, fix="Carlsson et al. keep 0.2.")
     check_seed("seed (--seed)", seed)
     items = _as_list(images)
     total_limit = env_limit("FILTERTOPO_MAX_PATCHES", MAX_PATCHES)
