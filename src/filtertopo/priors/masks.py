@@ -238,7 +238,7 @@ def shuffled_mask(mask, seed) -> np.ndarray:
     --------
     >>> m = connection_mask("circle", 8, 8, threshold=np.pi / 4)
     >>> r = shuffled_mask(m, seed=0)
-    >>> r.shape, r.sum() == m.sum(), (r.sum(axis=(1, 2, 3)) == m.sum(axis=(1, 2, 3))).all()
+    >>> r.shape, bool(r.sum() == m.sum()), bool((r.sum(axis=(1, 2, 3)) == m.sum(axis=(1, 2, 3))).all())
     ((8, 8, 3, 3), True, True)
     """
     from ..errors import check_seed
