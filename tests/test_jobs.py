@@ -304,3 +304,25 @@ def test_iter_jobs_closed_early_cancels_the_rest():
         assert next(it) == (0, 1)
         it.close()
     assert started == [0, 1]  # the second was submitted while the first was handed back
+
+
+def test_analyze_runs_on_a_passed_in_executor_with_identical_results():
+    # issue 9 step 5: the layers of one analysis on n_jobs=1, n_jobs=2 and a caller's executor
+    from concurrent.futures import ProcessPoolExecutor
+
+    from filtertopo import analyze
+
+    rng = np.random.default_rng(3)
+    kernels = {f"conv{i}": rng.normal(size=(30, 6, 3, 3)) for i in range(1, 4)}
+    kw = dict(n_landmarks=80, progress=False)
+    one = analyze(kernels, n_jobs=1, **kw)
+    two = analyze(kernels, n_jobs=2, **kw)
+    with ProcessPoolExecutor(2) as ex:
+        ext = analyze(kernels, executor=ex, **kw)
+        assert ex.submit(int, 7).result() == 7  # still usable: analyze does not shut it down
+    for res in (two, ext):
+        assert res.to_frame().equals(one.to_frame())
+        for a, b in zip(one, res):
+            assert np.array_equal(a.core, b.core)
+            for d in a.diagrams:
+                assert np.array_equal(a.diagrams[d], b.diagrams[d])
