@@ -62,11 +62,12 @@ def config_key(d: dict) -> str:
     >>> config_key({"b": 1, "a": [2, 3]}) == config_key({"a": [2, 3], "b": 1})
     True
     """
-    text = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_plain)
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False, default=json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _plain(o):
+def json_default(o):
+    """``json.dumps(default=...)`` for numpy scalars, tuples, sets and paths (what configs hold)."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):

@@ -142,8 +142,16 @@ class CircularInfo(_Part):
             object.__setattr__(self, "bar", tuple(float(b) for b in self.bar))
 
 
+class _FloatPart(_Part):
+    """A part whose every field is a float (None, JSON null, read as NaN)."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _f(getattr(self, f.name)))
+
+
 @dataclass(frozen=True)
-class ShapeFractions(_Part):
+class ShapeFractions(_FloatPart):
     """Fractions of the core within ``shapes.tol`` of each reference shape
     (:func:`filtertopo.shapes.shape_fractions`) and median chord distances."""
 
@@ -154,13 +162,9 @@ class ShapeFractions(_Part):
     median_dist_primary: float = float("nan")
     median_dist_klein: float = float("nan")
 
-    def __post_init__(self):
-        for f in fields(self):
-            object.__setattr__(self, f.name, _f(getattr(self, f.name)))
-
 
 @dataclass(frozen=True)
-class NullMargin(_Part):
+class NullMargin(_FloatPart):
     """Longest H1 bar against matched random filters (:func:`filtertopo.nullmodel.null_margin`);
     ``init_h1``/``h1_ratio_init`` against the network at initialisation (NaN without it)."""
 
@@ -174,10 +178,6 @@ class NullMargin(_Part):
     null_n_draws: float = float("nan")
     init_h1: float = float("nan")
     h1_ratio_init: float = float("nan")
-
-    def __post_init__(self):
-        for f in fields(self):
-            object.__setattr__(self, f.name, _f(getattr(self, f.name)))
 
 
 @dataclass(frozen=True)

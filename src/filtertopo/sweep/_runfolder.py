@@ -20,6 +20,7 @@ from pathlib import Path
 from .worker import RUN_RECORD
 
 from .._io import describe_oserror
+from ..config import json_default as _plain  # one JSON default for configs and run records
 from ..errors import InputError
 
 __all__ = ["folder_state", "write_run_folder", "own_run_folders", "read_record", "StoreError", "TMP_PREFIX",
@@ -33,23 +34,9 @@ class StoreError(InputError):
     """The sweep folder or its index could not be written (disk full, permissions)."""
 
 
+
 def _show(p) -> str:
     return repr(str(p))
-
-
-def _plain(o):
-    """JSON for numpy scalars, tuples and paths."""
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _write_file(path: Path, data: bytes) -> None:
