@@ -229,6 +229,32 @@ def test_run_resume_and_retry_failed(tmp_path, monkeypatch):
     assert all(_records(out)[rid] == b for rid, b in done.items() if rid != bad)  # untouched
 
 
+def test_batched_groups_train_in_the_driver_and_match_one_by_one(tmp_path, monkeypatch):
+    """Where choose_path says "batched" (CUDA; here forced on the CPU) the driver trains each
+    group in one batched step and the pool only analyses; the runs, their ids, folders and
+    index are those of the one-by-one sweep, and the weights agree within float tolerance."""
+    import numpy as np
+
+    spec = _spec(tmp_path)
+    one = run_sweep(spec, tmp_path / "one", progress=False)
+    monkeypatch.setenv("FILTERTOPO_BATCHED_CPU", "1")
+    lines = []
+    bat = run_sweep(spec, tmp_path / "bat", progress=False, log=lines.append)
+    assert one.counts == bat.counts == {"pending": 0, "running": 0, "done": 4, "failed": 0}
+    assert any("batched group" in s for s in lines), lines
+    rows = _consistent(tmp_path / "bat")
+    assert set(rows) == set(_consistent(tmp_path / "one"))
+    assert all(r["attempts"] == 1 for r in rows.values())
+    for rid in rows:
+        a, b = (tmp_path / "one" / "runs" / rid, tmp_path / "bat" / "runs" / rid)
+        assert json.loads((b / "run.json").read_text())["path"] == "batched"
+        assert (b / "analysis" / "final" / "analysis.json").is_file()
+        ka, kb = np.load(a / "kernels.npz"), np.load(b / "kernels.npz")
+        for name in ka.files:
+            if ka[name].dtype.kind == "f":
+                assert np.max(np.abs(ka[name] - kb[name])) < 1e-4, (rid, name)
+
+
 def test_other_sweep_in_the_folder_is_refused_and_force_deletes_only_its_own(tmp_path, capsys):
     spec = _spec(tmp_path, BASE.replace("seeds = 2", "seeds = 1"))
     out = tmp_path / "sweep"

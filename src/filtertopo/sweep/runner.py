@@ -151,7 +151,7 @@ def run_sweep(spec, out, *, workers: int = 1, executor=None, max_in_flight: int 
     from ..jobs import iter_jobs
     from .cost import _arch_key, run_cost
     from .store import StoreError, open_store
-    from .worker import run_job
+    from .worker import run_job, train_group_job
 
     say = log or (lambda s: None)
     check_range("workers", workers, low=1, integer=True, fix="Use 1 (this process) or the number of cores.")
@@ -186,33 +186,62 @@ def run_sweep(spec, out, *, workers: int = 1, executor=None, max_in_flight: int 
             f"{' (not retried: pass --retry-failed)' if skipped_failed else ''}, {len(todo)} to run"
             + (f" on {workers} worker processes" if executor is None and workers > 1 else ""))
         ran, deaths, stopped = 0, 0, None
+        batched = executor is None and _batched_here(runs, todo, by_id)
         while todo:
-            jobs = [{"id": rid, "config": by_id[rid].config.to_dict(), "analysis": analysis,
-                     "layers": spec.layers, "steps": steps,
-                     "scratch": None if scratch is None else str(scratch)} for rid in todo]
-            cost = [run_cost(by_id[rid].config, infos[_arch_key(by_id[rid].config)]).flops or 0.0
-                    for rid in todo]
             in_flight = set()
 
-            def submitted(i, jobs=jobs):
-                store.mark_running(jobs[i]["id"])
-                in_flight.add(jobs[i]["id"])
+            def record(res):
+                nonlocal ran
+                r = by_id[res["id"]]
+                store.save_result(res, varied=r.varied, config=r.config.to_dict(), extra=extra)
+                in_flight.discard(res["id"])
+                ran += 1
+                if res["status"] == "failed":
+                    e = res["error"]
+                    say(f"run {res['id']} failed ({e['phase']}): {e['type']}: {e['message']}")
 
-            it = iter_jobs(run_job, jobs, executor=executor, n_jobs=workers, cost=cost, mp_context=_pool_context(),
-                           blas_threads=1, progress=progress, desc="runs", unit="run",
-                           on_submit=submitted, max_in_flight=max_in_flight)
             try:
-                try:
-                    for _, res in it:
-                        r = by_id[res["id"]]
-                        store.save_result(res, varied=r.varied, config=r.config.to_dict(), extra=extra)
-                        in_flight.discard(res["id"])
-                        ran += 1
-                        if res["status"] == "failed":
-                            e = res["error"]
-                            say(f"run {res['id']} failed ({e['phase']}): {e['type']}: {e['message']}")
-                finally:
-                    it.close()
+                for ids in _groups(todo, by_id, batched):
+                    jobs = [{"id": rid, "config": by_id[rid].config.to_dict(), "analysis": analysis,
+                             "layers": spec.layers, "steps": steps,
+                             "scratch": None if scratch is None else str(scratch)} for rid in ids]
+                    marked = set()
+                    if batched:  # train the group here in one batched step, analyse its runs on the pool
+                        for rid in ids:
+                            store.mark_running(rid)
+                            in_flight.add(rid)
+                            marked.add(rid)
+                        say(f"training {len(ids)} runs as one batched group "
+                            f"({by_id[ids[0]].config.model}, {by_id[ids[0]].config.device})")
+                        trained = train_group_job({"ids": ids, "configs": [j["config"] for j in jobs],
+                                                   "device": by_id[ids[0]].config.device,
+                                                   "scratch": None if scratch is None else str(scratch)})
+                        keep = []
+                        for job, res in zip(jobs, trained):
+                            if res["status"] == "failed":
+                                record(res)
+                            else:
+                                job["trained"] = res["files"]
+                                keep.append(job)
+                        jobs = keep
+                    if not jobs:
+                        continue
+                    cost = [run_cost(by_id[j["id"]].config, infos[_arch_key(by_id[j["id"]].config)]).flops
+                            or 0.0 for j in jobs]
+
+                    def submitted(i, jobs=jobs, marked=marked):
+                        if jobs[i]["id"] not in marked:
+                            store.mark_running(jobs[i]["id"])
+                        in_flight.add(jobs[i]["id"])
+
+                    it = iter_jobs(run_job, jobs, executor=executor, n_jobs=workers, cost=cost,
+                                   mp_context=_pool_context(), blas_threads=1, progress=progress,
+                                   desc="runs", unit="run", on_submit=submitted, max_in_flight=max_in_flight)
+                    try:
+                        for _, res in it:
+                            record(res)
+                    finally:
+                        it.close()
             except BaseException as e:
                 lost = sorted(in_flight, key=lambda rid: by_id[rid].position)
                 if _is_worker_death(e):
@@ -242,6 +271,32 @@ def run_sweep(spec, out, *, workers: int = 1, executor=None, max_in_flight: int 
         problems = tuple(store.verify())
     return SweepOutcome(Path(out), counts, ran, done0, skipped_failed, failures, round(time.time() - t0, 3),
                         recovered, stopped, problems)
+
+
+def _batched_here(runs, todo, by_id) -> bool:
+    """Whether this driver trains the pending runs in batched groups
+    (:func:`filtertopo.training.batched.choose_path`: on CUDA, or on the CPU with
+    ``FILTERTOPO_BATCHED_CPU=1``); the runs are then analysed on the worker pool."""
+    if len(todo) < 2:
+        return False
+    from ..training.batched import choose_path
+
+    configs = [by_id[rid].config for rid in todo]
+    if len({c.device for c in configs}) != 1:
+        return False
+    return choose_path(configs) == "batched"
+
+
+def _groups(todo, by_id, batched):
+    """The pending runs in the order they run: one list (not batched), or the batched groups
+    of :func:`filtertopo.training.batched.plan_groups` (same architecture and data; at most
+    what one step holds in memory)."""
+    if not batched:
+        return [list(todo)]
+    from ..training.batched import plan_groups
+
+    idx = plan_groups([by_id[rid].config for rid in todo])
+    return [[todo[i] for i in g] for g in idx]
 
 
 class _suppress_store_errors:

@@ -22,7 +22,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-__all__ = ["run_job", "RUN_RECORD", "ANALYSIS_DIR"]
+__all__ = ["run_job", "train_group_job", "RUN_RECORD", "ANALYSIS_DIR"]
 
 #: The record the driver writes last into each run folder (its presence marks the folder done).
 RUN_RECORD = "sweep_run.json"
@@ -42,6 +42,13 @@ def _files(root: Path) -> dict:
                 continue
             out[p.relative_to(root).as_posix()] = p.read_bytes()
     return out
+
+
+def _write_files(root: Path, files: dict) -> None:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
 
 
 def _analyse(kernels: Path, out: Path, job: dict) -> dict:
@@ -83,7 +90,10 @@ def run_job(job: dict) -> dict:
     try:
         try:
             cfg = TrainConfig.from_dict(dict(job["config"]))
-            train(cfg, run_dir, progress=False)
+            if job.get("trained") is not None:  # trained in a batched group (train_group_job)
+                _write_files(run_dir, job["trained"])
+            else:
+                train(cfg, run_dir, progress=False)
             import json
 
             record = json.loads((run_dir / "run.json").read_text())
@@ -114,3 +124,57 @@ def run_job(job: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"id": job["id"], "status": status, "error": error, "files": files, "summary": summary,
             "worker": f"{socket.gethostname()}:{os.getpid()}", "seconds": round(time.time() - started, 3)}
+
+
+def train_group_job(job: dict) -> list:
+    """Train the runs of one batched group (:func:`filtertopo.training.batched.train_group`)
+    in private temporary folders and hand their files back; the sweep then analyses each run
+    with :func:`run_job` (``job["trained"]``), on its worker pool.
+
+    Parameters
+    ----------
+    job : dict
+        ``ids``, ``configs`` (TrainConfig dicts of one :func:`~filtertopo.training.batched.group_key`),
+        ``device``, ``scratch``.
+
+    Returns
+    -------
+    list of dict
+        Per run, in order: ``id``, ``status`` (``"trained"`` or ``"failed"``), ``files``,
+        ``error`` (as :func:`run_job`'s, phase ``"train"``), ``seconds`` (the group's
+        training time divided by its size), ``worker``.
+    """
+    from ..training.batched import train_group
+
+    started = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix="filtertopo-sweep-group-", dir=job.get("scratch")))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    ids = list(job["ids"])
+    try:
+        dirs = [tmp / rid / "run" for rid in ids]
+        try:
+            nets = train_group(job["configs"], dirs, device=job.get("device"), path="batched")
+        except Exception as e:  # the whole group failed: every run of it is failed, the sweep goes on
+            err = {"type": type(e).__name__, "message": str(e), "phase": "train",
+                   "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:]}
+            each = round((time.time() - started) / max(len(ids), 1), 3)
+            return [{"id": rid, "status": "failed", "error": err, "summary": {},
+                     "files": _files(d) if d.exists() else {}, "worker": worker, "seconds": each}
+                    for rid, d in zip(ids, dirs)]
+        each = round((time.time() - started) / max(len(ids), 1), 3)
+        out = []
+        for rid, d, net in zip(ids, dirs, nets):
+            files = _files(d) if d.exists() else {}
+            if net.status == "complete":
+                out.append({"id": rid, "status": "trained", "error": None, "files": files, "summary": {},
+                            "worker": worker, "seconds": each})
+            else:
+                e = net.error or {}
+                out.append({"id": rid, "status": "failed", "files": files, "summary": {}, "worker": worker,
+                            "seconds": each,
+                            "error": {"type": e.get("type", "TrainingError"),
+                                      "message": e.get("message", "training failed"), "phase": "train",
+                                      "traceback": e.get("traceback", "")}})
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
