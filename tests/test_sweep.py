@@ -255,6 +255,20 @@ def test_batched_groups_train_in_the_driver_and_match_one_by_one(tmp_path, monke
                 assert np.max(np.abs(ka[name] - kb[name])) < 1e-4, (rid, name)
 
 
+def test_a_batched_group_that_fails_fails_its_runs_and_the_index_stays_consistent(tmp_path, monkeypatch):
+    import filtertopo.training.batched as batched
+
+    def broken(*a, **kw):
+        raise RuntimeError("simulated failure of a batched step")
+
+    monkeypatch.setenv("FILTERTOPO_BATCHED_CPU", "1")
+    monkeypatch.setattr(batched, "train_group", broken)
+    res = run_sweep(_spec(tmp_path), tmp_path / "sweep", progress=False)
+    assert res.counts == {"pending": 0, "running": 0, "done": 0, "failed": 4} and res.ran == 4
+    rows = _consistent(tmp_path / "sweep")
+    assert all(r["phase"] == "train" and "simulated failure" in r["error"] for r in rows.values())
+
+
 def test_other_sweep_in_the_folder_is_refused_and_force_deletes_only_its_own(tmp_path, capsys):
     spec = _spec(tmp_path, BASE.replace("seeds = 2", "seeds = 1"))
     out = tmp_path / "sweep"

@@ -186,7 +186,7 @@ def run_sweep(spec, out, *, workers: int = 1, executor=None, max_in_flight: int 
             f"{' (not retried: pass --retry-failed)' if skipped_failed else ''}, {len(todo)} to run"
             + (f" on {workers} worker processes" if executor is None and workers > 1 else ""))
         ran, deaths, stopped = 0, 0, None
-        batched = executor is None and _batched_here(runs, todo, by_id)
+        batched = executor is None and _batched_here(todo, by_id)
         while todo:
             in_flight = set()
 
@@ -273,7 +273,7 @@ def run_sweep(spec, out, *, workers: int = 1, executor=None, max_in_flight: int 
                         recovered, stopped, problems)
 
 
-def _batched_here(runs, todo, by_id) -> bool:
+def _batched_here(todo, by_id) -> bool:
     """Whether this driver trains the pending runs in batched groups
     (:func:`filtertopo.training.batched.choose_path`: on CUDA, or on the CPU with
     ``FILTERTOPO_BATCHED_CPU=1``); the runs are then analysed on the worker pool."""

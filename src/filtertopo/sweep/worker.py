@@ -44,6 +44,12 @@ def _files(root: Path) -> dict:
     return out
 
 
+def _error(e: BaseException, phase: str) -> dict:
+    """A run's error record: type, message, phase, the end of the traceback."""
+    return {"type": type(e).__name__, "message": str(e), "phase": phase,
+            "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:]}
+
+
 def _write_files(root: Path, files: dict) -> None:
     for rel, data in files.items():
         p = root / rel
@@ -117,8 +123,7 @@ def run_job(job: dict) -> dict:
             status, error = "done", None
         except Exception as e:  # the run's own failure: recorded, the sweep goes on
             status = "failed"
-            error = {"type": type(e).__name__, "message": str(e), "phase": phase,
-                     "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:]}
+            error = _error(e, phase)
         files = _files(run_dir) if run_dir.exists() else {}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,27 +159,16 @@ def train_group_job(job: dict) -> list:
         dirs = [tmp / rid / "run" for rid in ids]
         try:
             nets = train_group(job["configs"], dirs, device=job.get("device"), path="batched")
+            errors = [None if net.status == "complete" else
+                      {"type": (net.error or {}).get("type", "TrainingError"),
+                       "message": (net.error or {}).get("message", "training failed"), "phase": "train",
+                       "traceback": ""} for net in nets]
         except Exception as e:  # the whole group failed: every run of it is failed, the sweep goes on
-            err = {"type": type(e).__name__, "message": str(e), "phase": "train",
-                   "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:]}
-            each = round((time.time() - started) / max(len(ids), 1), 3)
-            return [{"id": rid, "status": "failed", "error": err, "summary": {},
-                     "files": _files(d) if d.exists() else {}, "worker": worker, "seconds": each}
-                    for rid, d in zip(ids, dirs)]
+            errors = [_error(e, "train")] * len(ids)
         each = round((time.time() - started) / max(len(ids), 1), 3)
-        out = []
-        for rid, d, net in zip(ids, dirs, nets):
-            files = _files(d) if d.exists() else {}
-            if net.status == "complete":
-                out.append({"id": rid, "status": "trained", "error": None, "files": files, "summary": {},
-                            "worker": worker, "seconds": each})
-            else:
-                e = net.error or {}
-                out.append({"id": rid, "status": "failed", "files": files, "summary": {}, "worker": worker,
-                            "seconds": each,
-                            "error": {"type": e.get("type", "TrainingError"),
-                                      "message": e.get("message", "training failed"), "phase": "train",
-                                      "traceback": e.get("traceback", "")}})
+        out = [{"id": rid, "status": "trained" if err is None else "failed", "error": err, "summary": {},
+                "files": _files(d) if d.exists() else {}, "worker": worker, "seconds": each}
+               for rid, d, err in zip(ids, dirs, errors)]
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
