@@ -98,3 +98,51 @@ def test_without_gudhi_ripser_py_gives_the_same_answer(monkeypatch):
 def test_bad_input_still_refused_before_the_engine():
     with pytest.raises(InputError, match="prime"):
         persistence(np.eye(5), coeff=4)
+
+
+# --- PH in threads beside a speculative circular coordinate (topology._topology) ---------------
+
+def _layer(monkeypatch, X, overlap, **kw):
+    import warnings
+
+    import filtertopo.topology as T
+    from filtertopo import analyze_points
+
+    monkeypatch.setattr(T, "_OVERLAP_FROM", 300 if overlap else 10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return analyze_points(X, k=30, p=0.3, n_landmarks=300, **kw)
+
+
+def test_overlapped_and_sequential_paths_give_the_same_layer(monkeypatch):
+    X = sample_shape("primary", 3000, noise=0.05, seed=5).points
+    a = _layer(monkeypatch, X, True, coeff=(2, 3))
+    b = _layer(monkeypatch, X, False, coeff=(2, 3))
+    assert a.verdict == b.verdict == "primary-circle"
+    for q in (2, 3):
+        for d in (0, 1):
+            np.testing.assert_array_equal(a.diagrams_by_coeff[q][d], b.diagrams_by_coeff[q][d])
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert a.notes == b.notes and a.circular == b.circular
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failing_circular_coordinate_is_a_note_only_where_a_bar_is_significant(monkeypatch, overlap):
+    import filtertopo.circular as C
+
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise ValueError("no integral lift")
+
+    monkeypatch.setattr(C, "circular_coordinates", broken)
+    circle = _layer(monkeypatch, sample_shape("primary", 3000, noise=0.05, seed=6).points, overlap)
+    assert circle.verdict == "primary-circle" and circle.theta is None
+    assert "no integral lift" in circle.circular.error
+    assert any("circular coordinates failed (ValueError: no integral lift)" in n for n in circle.notes)
+    noise = _layer(monkeypatch, np.random.default_rng(7).normal(size=(3000, 9)), overlap)
+    assert noise.bars.n_significant == 0 and noise.verdict == "none"
+    assert noise.circular is None and not any("circular" in n for n in noise.notes)
+    # speculative only on the overlapped path: called for the random layer too, and discarded
+    assert len(calls) == (2 if overlap else 1)
