@@ -76,7 +76,7 @@ def warm_up() -> None:
     """Import what :func:`circular_coordinates` and :func:`filtertopo.homology.persistence` need.
 
     Call once in a parent process before forking workers, so that each worker does not pay
-    the imports again (ripser's C++ module, scipy.sparse.linalg). Nothing is compiled: this
+    the imports again (ripser.py's and GUDHI's C++ modules, scipy.sparse.linalg). Nothing is compiled: this
     module uses no numba.
     """
     import scipy.sparse  # noqa: F401

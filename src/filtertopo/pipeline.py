@@ -171,7 +171,7 @@ def _map_layers(jobs, n_jobs, progress, executor=None):
     from .jobs import map_jobs
 
     # largest layers first balances the workers; results come back in depth order.
-    # warm_up: forked workers inherit ripser and scipy.sparse.linalg already imported.
+    # warm_up: forked workers inherit ripser.py, GUDHI and scipy.sparse.linalg already imported.
     return map_jobs(_layer_job, jobs, executor=executor, n_jobs=n_jobs, cost=[len(fs) for _, fs, _ in jobs],
                     initializer=warm_up, blas_threads=1, progress=progress, desc="layers", unit="layer",
                     postfix=lambda job: job[0])
