@@ -146,3 +146,17 @@ def test_a_failing_circular_coordinate_is_a_note_only_where_a_bar_is_significant
     assert noise.circular is None and not any("circular" in n for n in noise.notes)
     # speculative only on the overlapped path: called for the random layer too, and discarded
     assert len(calls) == (2 if overlap else 1)
+
+
+def test_a_gudhi_whose_private_api_changed_falls_back_to_ripser_py_with_a_warning(monkeypatch):
+    def changed(D, max_dimension, max_edge_length, homology_coeff_field):  # noqa: ARG001
+        raise TypeError("_full(): incompatible function arguments")
+
+    monkeypatch.setattr(H, "_import_gudhi_full", lambda: changed)
+    monkeypatch.setattr(H, "_GUDHI_FAILED", [])
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    D = _dm(np.c_[np.cos(t), np.sin(t)])
+    with pytest.warns(RuntimeWarning, match="ripser.py"):
+        dgms, _ = _rips_dm(D, maxdim=1, coeff=2)
+    np.testing.assert_allclose(_sorted(dgms[1]), _sorted(_ripser_py(D, 1, 2)[1]), atol=1e-6)
+    assert ph_engine().startswith("ripser.py") and not H.ph_releases_gil()  # given up once, not per call

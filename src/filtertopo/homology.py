@@ -59,9 +59,17 @@ def _is_prime(q: int) -> bool:
     return q >= 2 and all(q % d for d in range(2, int(q**0.5) + 1))
 
 
-@lru_cache(maxsize=None)
+#: Why GUDHI's Ripser was given up in this process (empty while it works).
+_GUDHI_FAILED: list = []
+
+
 def _gudhi_full():
-    """GUDHI's dense-matrix Ripser (``_full``), or None when GUDHI (>= 3.11) is missing."""
+    """GUDHI's dense-matrix Ripser (``_full``), or None when GUDHI (>= 3.11) is missing or failed."""
+    return None if _GUDHI_FAILED else _import_gudhi_full()
+
+
+@lru_cache(maxsize=None)
+def _import_gudhi_full():
     try:
         from gudhi._ripser_ext import _full  # GUDHI >= 3.12 (nanobind)
     except ImportError:
@@ -115,12 +123,21 @@ def _rips_dm(D, *, maxdim: int, coeff: int, do_cocycles: bool = False):
         U = np.triu(np.asarray(D, dtype=np.float32), 1)
         D = U + U.T
         enclosing = float(D.max(axis=1).min())  # after this radius every complex is a cone
-        res = full(D, max_dimension=int(maxdim), max_edge_length=enclosing, homology_coeff_field=int(coeff))
-        dgms = []
-        for d in range(int(maxdim) + 1):
-            dg = np.asarray(res[d], dtype=np.float64).reshape(-1, 2) if d < len(res) else np.zeros((0, 2))
-            dgms.append(dg[np.lexsort((dg[:, 1], dg[:, 0]))])
-        return dgms, None
+        try:
+            res = full(D, max_dimension=int(maxdim), max_edge_length=enclosing, homology_coeff_field=int(coeff))
+            dgms = []
+            for d in range(int(maxdim) + 1):
+                dg = np.asarray(res[d], dtype=np.float64).reshape(-1, 2) if d < len(res) else np.zeros((0, 2))
+                dgms.append(dg[np.lexsort((dg[:, 1], dg[:, 0]))])
+        except (TypeError, IndexError, ValueError) as e:  # a GUDHI whose private API changed
+            _GUDHI_FAILED.append(f"{type(e).__name__}: {e}")
+            import warnings
+
+            warnings.warn(f"GUDHI's Ripser could not be called ({_GUDHI_FAILED[0]}); using ripser.py, "
+                          "which gives the same diagrams more slowly. Install gudhi>=3.11,<4 to fix.",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            return dgms, None
     try:
         from pyRipser import doRipsFiltrationDM
     except ImportError:  # pragma: no cover - other ripser builds
