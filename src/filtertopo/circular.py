@@ -76,8 +76,8 @@ def warm_up() -> None:
     """Import what :func:`circular_coordinates` and :func:`filtertopo.homology.persistence` need.
 
     Call once in a parent process before forking workers, so that each worker does not pay
-    the imports again (ripser.py's and GUDHI's C++ modules, scipy.sparse.linalg). Nothing is compiled: this
-    module uses no numba.
+    the imports again (ripser.py's and GUDHI's C++ modules, scipy.sparse.linalg). Nothing is
+    compiled: this module uses no numba.
     """
     import scipy.sparse  # noqa: F401
     import scipy.sparse.linalg  # noqa: F401

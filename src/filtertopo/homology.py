@@ -4,12 +4,13 @@ Two engines, both Bauer's Ripser algorithm (MIT licence), chosen per call:
 
 * diagrams alone: GUDHI's Ripser (``gudhi._ripser_ext`` from GUDHI 3.12, ``gudhi._ripser``
   in 3.11; MIT), a later Ripser with its own optimisations: on the 500-landmark dense core
-  of the benchmark's large layer it takes 1.4 s where ripser.py takes 3.0 s (H1 over Z/2,
-  identical bars to 3e-8), and at ``maxdim=2`` on 500 points 9.5 s and 0.15 GB where
-  ripser.py takes 43 s and 1.5 GB (``benchmarks/bench_ph_engines.py``). It also releases
+  of the benchmark's large layer it takes 1.49 s where ripser.py takes 3.12 s (H0-H1 over
+  Z/2, identical bars), and H0-H2 on 500 points 9.1 s and 0.16 GiB where ripser.py takes
+  40 s and 1.4 GiB (``benchmarks/bench_ph_engines.py``, 2-core AMD EPYC). It also releases
   the GIL, so a thread can work beside it;
 * cocycles (circular coordinates): ripser.py (Tralie, Saul & Bar-On 2018), the one
-  maintained engine that returns them; also the fallback when GUDHI is missing.
+  maintained engine that returns them; also the fallback when GUDHI is missing or its
+  private call fails (a RuntimeWarning says so).
 
 Both build the Vietoris-Rips filtration up to the enclosing radius (after it every
 complex is a cone), so the diagrams are the same. Large cores are reduced to
