@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_vgg16 import load, machine  # noqa: E402
+from landmark_accuracy import cores  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -44,18 +45,8 @@ print(json.dumps({"s": time.perf_counter() - t, "bars": [len(d) for d in dg],
 
 
 def _core():
-    from _synthetic import vgg16_kernels
-
-    from filtertopo.density import dense_core
-    from filtertopo.filters import filters_from_kernels
-    from filtertopo.normalize import normalize_filters
-    from filtertopo.topology import auto_k
-
-    W = vgg16_kernels(seed=0)["features.12.weight"]
-    X = normalize_filters(filters_from_kernels("features.12", [W]).points).points
-    X = X[np.sort(np.random.default_rng(0).choice(len(X), size=10000, replace=False))]  # as prepare() does
-    idx, _ = dense_core(X, auto_k(len(X)), 0.3)
-    return X[idx]
+    """The pipeline's dense core of features.12 (landmark_accuracy.py builds the same cores)."""
+    return next(core for name, core in cores() if name == "features.12")
 
 
 def _sorted_lengths(dg):

@@ -101,18 +101,21 @@ def _topology(X, *, k, p, cfg: AnalysisConfig, coeffs, maxdim, n_landmarks, kern
           else (np.arange(len(core)), 0.0))  # one complex for every coefficient field
     want_cc = circular and len(core) >= 10
     cc_landmarks = min(cc_landmarks, len(core))
+    def ph(q):
+        return persistence(core, maxdim=maxdim, coeff=q, seed=cfg.seed, landmarks=lm)
+
+    cc = None
     if len(lm[0]) >= _OVERLAP_FROM and ph_releases_gil():
         # persistent homology in threads (one per field; GUDHI releases the GIL), and meanwhile
         # the circular coordinate here, before PH says whether a bar is significant: on a
         # 500-landmark core PH takes ~1.4 s, the coordinate 0.2-0.6 s (wasted when no bar is)
         with ThreadPoolExecutor(max_workers=len(coeffs), thread_name_prefix="filtertopo-ph") as ex:
-            futures = {q: ex.submit(persistence, core, maxdim=maxdim, coeff=q, seed=cfg.seed, landmarks=lm)
-                       for q in coeffs}
-            cc = _try_circular(core, cc_landmarks, cfg.seed) if want_cc else None
+            futures = {q: ex.submit(ph, q) for q in coeffs}
+            if want_cc:
+                cc = _try_circular(core, cc_landmarks, cfg.seed)
             results = {q: f.result() for q, f in futures.items()}
     else:
-        results = {q: persistence(core, maxdim=maxdim, coeff=q, seed=cfg.seed, landmarks=lm) for q in coeffs}
-        cc = None
+        results = {q: ph(q) for q in coeffs}
     by_coeff = {q: P.diagrams for q, P in results.items()}
     summary = bar_summary(by_coeff[coeffs[0]], **rules.significance)
     summary["cover_radius"] = float(results[coeffs[0]].cover_radius)
