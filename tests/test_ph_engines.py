@@ -160,3 +160,86 @@ def test_a_gudhi_whose_private_api_changed_falls_back_to_ripser_py_with_a_warnin
         dgms, _ = _rips_dm(D, maxdim=1, coeff=2)
     np.testing.assert_allclose(_sorted(dgms[1]), _sorted(_ripser_py(D, 1, 2)[1]), atol=1e-6)
     assert ph_engine().startswith("ripser.py") and not H.ph_releases_gil()  # given up once, not per call
+
+
+# --- early stop: the complex cut below the enclosing radius when that is the whole answer -----
+
+def _four_clusters():
+    from filtertopo.shapes import primary_filters
+
+    rng = np.random.default_rng(8)
+    F = primary_filters(np.repeat(np.arange(4) * np.pi / 2, 60))
+    return normalize_filters(F + rng.normal(0, 0.04, F.shape)).points
+
+
+def _big_clouds():
+    rng = np.random.default_rng(9)
+    yield "primary", normalize_filters(sample_shape("primary", 400, noise=0.05, seed=3).points).points
+    yield "three_circle", normalize_filters(sample_shape("three_circle", 400, seed=2).points).points
+    yield "klein", normalize_filters(sample_shape("klein", 300, seed=1).points).points
+    yield "gaussian", rng.normal(size=(300, 9))
+    yield "four clusters", _four_clusters()  # the square's loop dies at the enclosing radius
+
+
+def _spy(monkeypatch):
+    """Record the thresholds GUDHI's Ripser is called with."""
+    real, seen = H._import_gudhi_full(), []
+
+    def spy(D, max_dimension, max_edge_length, homology_coeff_field):
+        seen.append(max_edge_length)
+        return real(D, max_dimension=max_dimension, max_edge_length=max_edge_length,
+                    homology_coeff_field=homology_coeff_field)
+
+    monkeypatch.setattr(H, "_gudhi_full", lambda: spy)
+    return seen
+
+
+@pytest.mark.parametrize("engine", ["gudhi", "ripser.py"])
+@pytest.mark.parametrize("coeff", [2, 3])
+def test_early_stop_gives_the_full_diagrams_bar_for_bar(monkeypatch, engine, coeff):
+    if engine == "ripser.py":
+        monkeypatch.setattr(H, "_gudhi_full", lambda: None)
+    for name, X in _big_clouds():
+        D = _dm(X)
+        cut, _ = _rips_dm(D, maxdim=1, coeff=coeff)
+        monkeypatch.setattr(H, "_EARLY_STOP_FROM", 10**9)
+        whole, _ = _rips_dm(D, maxdim=1, coeff=coeff)
+        monkeypatch.setattr(H, "_EARLY_STOP_FROM", 200)
+        for d in (0, 1):
+            np.testing.assert_array_equal(_sorted(cut[d]), _sorted(whole[d]), err_msg=f"{name} H{d}")
+
+
+def test_early_stop_is_taken_on_a_circle_and_given_up_where_a_bar_outlives_the_cut(monkeypatch):
+    seen = _spy(monkeypatch)
+    X = normalize_filters(sample_shape("primary", 400, noise=0.05, seed=3).points).points
+    dgms, _ = _rips_dm(_dm(X), maxdim=1, coeff=2)
+    assert len(seen) == 1 and np.diff(_sorted(dgms[1]), axis=1).max() > 1.0  # one cut run, the circle in it
+    seen.clear()
+    dgms, _ = _rips_dm(_dm(_four_clusters()), maxdim=1, coeff=2)
+    assert len(seen) == 2 and seen[0] < seen[1]  # the square's loop is alive at the cut: full complex
+    assert np.isfinite(dgms[1]).all()
+    seen.clear()
+    _rips_dm(_dm(X), maxdim=2, coeff=2)  # H2 may be born late: always the full complex
+    assert len(seen) == 1 and seen[0] == pytest.approx(float(_dm(X).astype(np.float32).max(axis=1).min()))
+
+
+def test_a_loop_born_after_the_cut_is_not_lost(monkeypatch):
+    # a 300-degree arc: below its 60-degree gap (chord 1.0) the complex is a path (connected, no
+    # H1); the gap closes a loop born at 1.0 that dies at ~sqrt(3). A cut at 0.4 of the enclosing
+    # radius shows no bar at all; the edge check sees the gap's edge has no shorter detour
+    t = np.deg2rad(np.linspace(0, 300, 250))
+    D = _dm(np.c_[np.cos(t), np.sin(t)])
+    monkeypatch.setattr(H, "_EARLY_STOP_AT", 0.4)
+    seen = _spy(monkeypatch)
+    dgms, _ = _rips_dm(D, maxdim=1, coeff=2)
+    assert len(seen) == 2
+    np.testing.assert_allclose(dgms[1], [[1.0, 1.7362]], atol=1e-4)
+    Df = D.astype(np.float32)
+    assert not H._h1_stays_trivial(Df, seen[0]) and H._h1_stays_trivial(Df, 0.9 * seen[1])
+
+
+def test_h1_stays_trivial_needs_a_strictly_shorter_detour():
+    tri = _dm([[0, 0], [1, 0], [0.5, np.sqrt(3) / 2]])  # equilateral: the detour is as long
+    assert not H._h1_stays_trivial(tri, 0.5)
+    square = _dm([[0, 0], [1, 0], [1, 1], [0, 1]])  # diagonals: detour along two sides
+    assert H._h1_stays_trivial(square, 1.2) and not H._h1_stays_trivial(square, 1.0)
