@@ -3,11 +3,11 @@
 Two engines, both Bauer's Ripser algorithm (MIT licence), chosen per call:
 
 * diagrams alone: GUDHI's Ripser (``gudhi._ripser_ext`` from GUDHI 3.12, ``gudhi._ripser``
-  in 3.11; MIT), a later Ripser with its own optimisations: on the 500-landmark dense core
-  of the benchmark's large layer it takes 1.49 s where ripser.py takes 3.12 s (H0-H1 over
-  Z/2, identical bars), and H0-H2 on 500 points 9.1 s and 0.16 GiB where ripser.py takes
-  40 s and 1.4 GiB (``benchmarks/bench_ph_engines.py``, 2-core AMD EPYC). It also releases
-  the GIL, so a thread can work beside it;
+  in 3.11; MIT), a later Ripser with its own optimisations: on the full complex of the
+  500-landmark dense core of the benchmark's large layer it takes 1.55 s where ripser.py
+  takes 3.25 s (H0-H1 over Z/2, identical bars), and H0-H2 on 500 points 9.0 s and 0.19 GiB
+  where ripser.py takes 41 s and 1.4 GiB (``benchmarks/bench_ph_engines.py``, 2-core AMD
+  EPYC). It also releases the GIL, so a thread can work beside it;
 * cocycles (circular coordinates): ripser.py (Tralie, Saul & Bar-On 2018), the one
   maintained engine that returns them; also the fallback when GUDHI is missing or its
   private call fails (a RuntimeWarning says so).
@@ -17,7 +17,7 @@ complex is a cone), so the diagrams are the same. For H0-H1 on 200 or more point
 complex is first cut at 0.9 of that radius, and the cut's diagrams are returned when they
 provably are the whole answer (:func:`_early_stop`: connected, no H1 class alive at the cut,
 and every longer edge has a shorter detour); otherwise the full complex is computed. On the
-benchmark's circles this takes 1.1 s instead of 1.5 s, bar for bar. Large cores are reduced to
+benchmark's circles this takes 1.18 s instead of 1.55 s, bar for bar. Large cores are reduced to
 ``n_landmarks`` greedy max-min landmarks first; the diagrams then lie within twice the
 cover radius (bottleneck distance) of the full core's.
 """
@@ -143,7 +143,8 @@ def _early_stop(run, D, *, maxdim: int, enclosing: float):
     t, the others drawn as infinite. So when the cut shows one infinite H0 bar (connected), no
     infinite H1 bar (H1 = 0 at t) and :func:`_h1_stays_trivial` holds, nothing happens after t
     and the cut's diagrams are the full diagrams, bar for bar. H0-H1 only (H2 can be born late);
-    on the benchmark's 500-landmark cores this takes 1.08 s instead of 1.49 s.
+    on the benchmark's 500-landmark cores this takes 1.18 s instead of 1.55 s
+    (``benchmarks/bench_ph_engines.py``).
     """
     if maxdim == 1 and len(D) >= _EARLY_STOP_FROM:
         t = _EARLY_STOP_AT * enclosing

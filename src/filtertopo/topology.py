@@ -108,7 +108,7 @@ def _topology(X, *, k, p, cfg: AnalysisConfig, coeffs, maxdim, n_landmarks, kern
     if len(lm[0]) >= _OVERLAP_FROM and ph_releases_gil():
         # persistent homology in threads (one per field; GUDHI releases the GIL), and meanwhile
         # the circular coordinate here, before PH says whether a bar is significant: on a
-        # 500-landmark core PH takes ~1.4 s, the coordinate 0.2-0.6 s (wasted when no bar is)
+        # 500-landmark core PH takes ~1.1 s, the coordinate 0.2-0.6 s (wasted when no bar is)
         with ThreadPoolExecutor(max_workers=len(coeffs), thread_name_prefix="filtertopo-ph") as ex:
             futures = {q: ex.submit(ph, q) for q in coeffs}
             if want_cc:
