@@ -155,6 +155,14 @@ def _early_stop(run, D, *, maxdim: int, enclosing: float):
     return run(enclosing)
 
 
+def _mirrored_f32(D):
+    """The strict upper triangle of D mirrored, in float32 (what ripser.py reads), and its
+    enclosing radius (after it every Rips complex is a cone)."""
+    U = np.triu(np.asarray(D, dtype=np.float32), 1)
+    S = U + U.T
+    return S, float(S.max(axis=1).min())
+
+
 def _rips_dm(D, *, maxdim: int, coeff: int, do_cocycles: bool = False):
     """Rips persistence of a dense distance matrix: (diagrams list, cocycles list or None).
 
@@ -171,12 +179,10 @@ def _rips_dm(D, *, maxdim: int, coeff: int, do_cocycles: bool = False):
     n = len(D)
     full = None if do_cocycles or n < 2 or np.any(np.diagonal(D) != 0) else _gudhi_full()
     if full is not None:
-        # the strict upper triangle, mirrored, in float32 (what ripser.py reads): GUDHI's Ripser
-        # reads both triangles, and a product L @ L.T asymmetric by 1e-15 gave it a wrong death
-        # (1.40 instead of 1.99 on four tight clusters; ripser.py and GUDHI's simplex tree: 1.99)
-        U = np.triu(np.asarray(D, dtype=np.float32), 1)
-        D = U + U.T
-        enclosing = float(D.max(axis=1).min())  # after this radius every complex is a cone
+        # GUDHI's Ripser reads both triangles, and a product L @ L.T asymmetric by 1e-15 gave it
+        # a wrong death (1.40 instead of 1.99 on four tight clusters; ripser.py and GUDHI's
+        # simplex tree: 1.99): it gets the strict upper triangle mirrored
+        D, enclosing = _mirrored_f32(D)
 
         def run(threshold):
             res = full(D, max_dimension=int(maxdim), max_edge_length=threshold, homology_coeff_field=int(coeff))
@@ -208,26 +214,23 @@ def _rips_dm(D, *, maxdim: int, coeff: int, do_cocycles: bool = False):
     tri = np.ascontiguousarray(D[iu], dtype=np.float32)
 
     def run(threshold):
-        res = doRipsFiltrationDM(tri, int(maxdim), threshold, int(coeff), bool(do_cocycles))
-        return [np.reshape(np.array(d, dtype=np.float64), (-1, 2)) for d in res["births_and_deaths_by_dim"]], res
+        return doRipsFiltrationDM(tri, int(maxdim), threshold, int(coeff), bool(do_cocycles))
+
+    def diagrams(res):
+        return [np.reshape(np.array(d, dtype=np.float64), (-1, 2)) for d in res["births_and_deaths_by_dim"]]
 
     if not do_cocycles:  # cocycles of the full complex only: a cut one may reduce differently
-        U = np.zeros((n, n), dtype=np.float32)
-        U[iu] = tri
-        U += U.T
-        enclosing = float(U.max(axis=1).min())
-        return _early_stop(lambda t: run(t)[0], U, maxdim=int(maxdim), enclosing=enclosing), None
-    dgms, res = run(np.inf)
-    cocycles = None
-    if do_cocycles:
-        cocycles = []
-        for dim, ccs in enumerate(res["cocycles_by_dim"]):
-            out = []
-            for ccl in ccs:
-                ccl = np.reshape(np.array(ccl, dtype=np.int64), (-1, dim + 2))
-                ccl[:, -1] = np.mod(ccl[:, -1], coeff)
-                out.append(ccl)
-            cocycles.append(out)
+        S, enclosing = _mirrored_f32(D)
+        return _early_stop(lambda t: diagrams(run(t)), S, maxdim=int(maxdim), enclosing=enclosing), None
+    res = run(np.inf)
+    dgms, cocycles = diagrams(res), []
+    for dim, ccs in enumerate(res["cocycles_by_dim"]):
+        out = []
+        for ccl in ccs:
+            ccl = np.reshape(np.array(ccl, dtype=np.int64), (-1, dim + 2))
+            ccl[:, -1] = np.mod(ccl[:, -1], coeff)
+            out.append(ccl)
+        cocycles.append(out)
     return dgms, cocycles
 
 
