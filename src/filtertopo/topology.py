@@ -101,6 +101,7 @@ def _topology(X, *, k, p, cfg: AnalysisConfig, coeffs, maxdim, n_landmarks, kern
           else (np.arange(len(core)), 0.0))  # one complex for every coefficient field
     want_cc = circular and len(core) >= 10
     cc_landmarks = min(cc_landmarks, len(core))
+
     def ph(q):
         return persistence(core, maxdim=maxdim, coeff=q, seed=cfg.seed, landmarks=lm)
 
